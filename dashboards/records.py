@@ -1,0 +1,123 @@
+"""The one record every dashboard reads: what the search recorded about one evaluation.
+
+Everything in :mod:`jointsearch.dashboards` takes a sequence of :class:`EvaluationRecord`; the
+search side (``search/``) converts its own results into these, and the JSON helpers here are the
+on-disk form (plain lists of dicts, NaN written as ``null``) so a report can be rebuilt from a file
+without importing the search stack.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["EvaluationRecord", "records_to_json", "records_from_json", "is_ok"]
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """One evaluation of one configuration at one budget, as the search recorded it."""
+
+    trial_id: str
+    config: Mapping[str, Any]  # active hyperparameters only (conditional spaces omit inactive ones)
+    budget: float  # in budget units (epochs or seconds); 0 for a trial that failed before any
+    val_error: float  # 0..1, nan when failed
+    status: str = "ok"  # "ok" | "failed" | "diverged" | ...
+    cost_s: float = float("nan")  # seconds this evaluation took
+    finished_at: float = float("nan")  # unix time the evaluation finished
+    bracket: int | None = None  # Hyperband bracket the evaluation belonged to
+    n_params: int | None = None  # trainable parameters of the network, when known
+
+    def __post_init__(self) -> None:
+        # Copy the config so a caller mutating its dict cannot change a "frozen" record.
+        object.__setattr__(self, "config", dict(self.config))
+        object.__setattr__(self, "trial_id", str(self.trial_id))
+        budget = float(self.budget)
+        # 0 is allowed: a trial that failed before reporting at any budget spent none.
+        if not math.isfinite(budget) or budget < 0:
+            raise ValueError(
+                f"EvaluationRecord {self.trial_id!r}: budget must be a finite number >= 0, "
+                f"got {self.budget!r}"
+            )
+        object.__setattr__(self, "budget", budget)
+        object.__setattr__(self, "val_error", _float_or_nan(self.val_error))
+        object.__setattr__(self, "cost_s", _float_or_nan(self.cost_s))
+        object.__setattr__(self, "finished_at", _float_or_nan(self.finished_at))
+        if self.bracket is not None:
+            object.__setattr__(self, "bracket", int(self.bracket))
+        if self.n_params is not None:
+            object.__setattr__(self, "n_params", int(self.n_params))
+
+    @property
+    def ok(self) -> bool:
+        """True when the evaluation finished with status "ok" and a finite validation error."""
+        return is_ok(self)
+
+
+def is_ok(record: EvaluationRecord) -> bool:
+    """Whether ``record`` counts as a successful evaluation (status "ok", finite val_error)."""
+    return record.status == "ok" and math.isfinite(record.val_error)
+
+
+def _float_or_nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _json_number(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (ConfigSpace hands them out) become plain Python values for JSON."""
+    item = getattr(value, "item", None)
+    if callable(item) and not isinstance(value, (str, bytes)):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+def records_to_json(records: Iterable[EvaluationRecord]) -> list[dict[str, Any]]:
+    """Records as JSON-ready dicts; NaN becomes ``None`` so the output is strict JSON."""
+    out = []
+    for r in records:
+        out.append(
+            {
+                "trial_id": r.trial_id,
+                "config": {k: _plain(v) for k, v in r.config.items()},
+                "budget": r.budget,
+                "val_error": _json_number(r.val_error),
+                "status": r.status,
+                "cost_s": _json_number(r.cost_s),
+                "finished_at": _json_number(r.finished_at),
+                "bracket": r.bracket,
+                "n_params": r.n_params,
+            }
+        )
+    return out
+
+
+def records_from_json(data: Sequence[Mapping[str, Any]]) -> list[EvaluationRecord]:
+    """Inverse of :func:`records_to_json`; missing optional keys take the dataclass defaults."""
+    out = []
+    for i, d in enumerate(data):
+        missing = [k for k in ("trial_id", "config", "budget", "val_error") if k not in d]
+        if missing:
+            raise ValueError(f"evaluation record #{i} lacks required key(s) {missing}")
+        out.append(
+            EvaluationRecord(
+                trial_id=d["trial_id"],
+                config=d["config"],
+                budget=d["budget"],
+                val_error=d["val_error"],
+                status=d.get("status", "ok"),
+                cost_s=d.get("cost_s"),
+                finished_at=d.get("finished_at"),
+                bracket=d.get("bracket"),
+                n_params=d.get("n_params"),
+            )
+        )
+    return out

@@ -1,0 +1,236 @@
+"""One self-contained HTML page summarising a search: tables from the analysis records and PNG
+figures inlined as base64 data URIs (no external CSS, JS or image files), so the page can be
+mailed, attached to an MLflow run or opened offline.
+
+Every section is computed by :mod:`~jointsearch.dashboards.analysis` and drawn by
+:mod:`~jointsearch.dashboards.figures`; a section without data says why instead of failing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from . import analysis, figures
+from .records import EvaluationRecord
+
+__all__ = ["render_report", "write_report"]
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: .5em 0 1em; font-size: .9em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+th { background: #f3f3f3; } td.text, th.text { text-align: left; }
+td.insufficient { color: #777; background: #eee; font-style: italic; }
+img { max-width: 100%; height: auto; display: block; margin: .5em 0; }
+p.note { color: #555; font-size: .9em; }
+"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "–"
+        return f"{value:.{digits}g}"
+    return _esc(value)
+
+
+def _img(fig: Figure, alt: str, element_id: str | None = None) -> str:
+    data = base64.b64encode(figures.figure_png(fig)).decode("ascii")
+    id_attr = f' id="{_esc(element_id)}"' if element_id else ""
+    return f'<img{id_attr} alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_esc(text)}</p>'
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], text_cols: int = 1) -> str:
+    """Cells in ``rows`` are already-escaped HTML; the first ``text_cols`` columns align left."""
+    head = "".join(
+        f'<th class="text">{_esc(h)}</th>' if i < text_cols else f"<th>{_esc(h)}</th>"
+        for i, h in enumerate(header)
+    )
+    body = []
+    for row in rows:
+        cells = "".join(
+            c if c.startswith("<td") else (f'<td class="text">{c}</td>' if i < text_cols else f"<td>{c}</td>")
+            for i, c in enumerate(row)
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _section(title: str, body: str, section_id: str) -> str:
+    return f'<section id="{_esc(section_id)}"><h2>{_esc(title)}</h2>\n{body}\n</section>'
+
+
+def _settings_section(settings: Mapping[str, Any] | None, n_records: int) -> str:
+    rows = [[_esc(k), _esc(v)] for k, v in (settings or {}).items()]
+    rows.append(["evaluations recorded", _esc(n_records)])
+    return _section("Search settings", _table(["setting", "value"], rows, text_cols=2), "settings")
+
+
+def _best_section(best: EvaluationRecord | Mapping[str, Any] | None) -> str:
+    if best is None:
+        return _section("Best configuration", _note("No evaluation succeeded, so there is no best "
+                                                     "configuration."), "best")
+    if isinstance(best, EvaluationRecord):
+        config, meta = best.config, [
+            ["trial", _esc(best.trial_id)],
+            ["val_error", _num(best.val_error)],
+            ["budget", _num(best.budget)],
+        ]
+        if best.n_params is not None:
+            meta.append(["parameters", _esc(best.n_params)])
+    else:
+        config, meta = best, []
+    rows = meta + [[_esc(k), _esc(v)] for k, v in config.items()]
+    return _section("Best configuration", _table(["", "value"], rows, text_cols=2), "best")
+
+
+def _rank_section(records: Sequence[EvaluationRecord]) -> str:
+    info = analysis.rank_correlation(records)
+    parts = []
+    if len(info.budgets) < 2:
+        parts.append(_note(f"Rank correlation needs successful evaluations at two or more budgets; "
+                           f"found {len(info.budgets)}."))
+    else:
+        rows = []
+        level = f"{info.confidence:.0%}"
+        for p in info.pairs:
+            head = [_num(p.budget_low), _num(p.budget_high), _esc(p.n_pairs)]
+            if p.sufficient:
+                ci = f"[{_num(p.ci_low, 3)}, {_num(p.ci_high, 3)}]"
+                rows.append(head + [_num(p.spearman, 3), _num(p.kendall, 3), ci,
+                                    _num(p.spearman_p, 2)])
+            else:
+                rows.append(head + [f'<td class="insufficient" colspan="4">insufficient: '
+                                    f"{_esc(p.reason)}</td>"])
+        parts.append(_table(["budget low", "budget high", "n", "Spearman ρ", "Kendall τ",
+                             f"{level} CI of ρ (bootstrap)", "p (ρ)"], rows, text_cols=0))
+        parts.append(_note(f"Configurations evaluated OK at both budgets; pairs with fewer than "
+                           f"{info.min_pairs} are reported as insufficient, not as a number."))
+    parts.append(_img(figures.rank_correlation_heatmap(info), "Rank correlation heatmap",
+                      "rank-correlation-heatmap"))
+    paired = analysis.paired_errors(records)
+    if any(p.n_pairs for p in paired):
+        parts.append("<h3>Validation error at adjacent budgets</h3>")
+        parts.append(_img(figures.budget_scatter(paired), "Budget scatter", "budget-scatter"))
+    return _section("Rank correlation across budgets", "\n".join(parts), "rank-correlation")
+
+
+def _importance_section(records: Sequence[EvaluationRecord], space: Any | None) -> str:
+    try:
+        info = analysis.importance(records, space)
+    except Exception as exc:  # noqa: BLE001 - a failing third-party forest must not sink the page
+        return _section("Hyperparameter importance",
+                        _note(f"Importance could not be computed: {type(exc).__name__}: {exc}"),
+                        "importance")
+    if not info.sufficient:
+        return _section("Hyperparameter importance", _note(f"No importance: {info.reason}."),
+                        "importance")
+    parts = [_note(f"fANOVA over {info.n_records} configurations at budget {info.budget:g} "
+                   f"(Optuna's FanovaImportanceEvaluator, {info.n_trees} trees, seed {info.seed}).")]
+    if info.imputed:
+        desc = ", ".join(f"{i.name} = {i.value} ({i.source}, {i.n_imputed} records)"
+                         for i in info.imputed)
+        parts.append(_note(f"Imputed where inactive: {desc}."))
+    parts.append(_img(figures.importance_bars(info), "Importance bars", "importance-bars"))
+    if info.marginals:
+        parts.append(_note("Marginals: mean observed validation error per bin of each parameter "
+                           "(records where it was active)."))
+        parts.append(_img(figures.marginal_plots(info), "Marginals", "marginals"))
+    return _section("Hyperparameter importance", "\n".join(parts), "importance")
+
+
+def _incumbent_section(records: Sequence[EvaluationRecord]) -> str:
+    info = analysis.incumbent_trajectory(records)
+    if info.budget is None:
+        return _section("Incumbent trajectory", _note("No evaluation succeeded."), "incumbent")
+    body = _img(figures.incumbent_plot(info), "Incumbent trajectory", "incumbent-plot")
+    return _section("Incumbent trajectory", body, "incumbent")
+
+
+def _budget_section(records: Sequence[EvaluationRecord]) -> str:
+    info = analysis.budget_spent(records)
+    if info.n_evaluations == 0:
+        return _section("Budget spent", _note("No evaluations recorded."), "budget")
+    rows = [[_num(r.budget), _esc(r.n_evaluations), _esc(r.n_ok), _num(r.total_budget),
+             _num(r.total_cost_s)] for r in info.rungs]
+    parts = [_table(["rung (budget)", "evaluations", "ok", "budget spent", "cost [s]"], rows,
+                    text_cols=0)]
+    if info.brackets:
+        rows = [[_esc(b.bracket), _esc(b.n_evaluations), _esc(b.n_ok), _num(b.total_budget),
+                 _esc(", ".join(f"{x:g}" for x in b.budgets))] for b in info.brackets]
+        parts.append(_table(["bracket", "evaluations", "ok", "budget spent", "rungs"], rows,
+                            text_cols=0))
+    parts.append(_img(figures.budget_bars(info), "Budget per rung and bracket", "budget-bars"))
+    return _section("Budget spent", "\n".join(parts), "budget")
+
+
+def _params_section(records: Sequence[EvaluationRecord]) -> str:
+    info = analysis.error_vs_params(records)
+    if not info.n_params:
+        return _section("Validation error vs parameter count",
+                        _note("No successful evaluation recorded its parameter count."), "params")
+    body = _img(figures.params_scatter(info), "Validation error vs parameters", "params-scatter")
+    if info.n_without_params:
+        body += _note(f"{info.n_without_params} successful evaluation(s) without a parameter "
+                      f"count are not shown.")
+    return _section("Validation error vs parameter count", body, "params")
+
+
+def render_report(
+    records: Sequence[EvaluationRecord],
+    *,
+    title: str,
+    space: Any | None = None,
+    best: EvaluationRecord | Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> str:
+    """The whole report as one HTML string.
+
+    ``space`` (a ConfigSpace space) gives importance its distributions; ``best`` overrides the
+    best configuration shown (an :class:`EvaluationRecord`, or a plain mapping of
+    hyperparameters such as an exported configuration); by default it is
+    :func:`~jointsearch.dashboards.analysis.best_configuration`. ``settings`` is shown as given.
+    """
+    records = list(records)
+    if best is None:
+        best = analysis.best_configuration(records)
+    sections = [
+        _settings_section(settings, len(records)),
+        _best_section(best),
+        _rank_section(records),
+        _importance_section(records, space),
+        _incumbent_section(records),
+        _budget_section(records),
+        _params_section(records),
+    ]
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{_esc(title)}</h1>\n" + "\n".join(sections) + "\n</body>\n</html>\n"
+    )
+
+
+def write_report(path: str | Path, records: Sequence[EvaluationRecord], **kwargs: Any) -> Path:
+    """Render the report (same keyword arguments as :func:`render_report`) and write it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_report(records, **kwargs), encoding="utf-8")
+    return path

@@ -1,0 +1,14 @@
+"""The search layer: settings, the Ray Tune wiring, MLflow tracking, export, and the CLI.
+
+Never imports torch: trainers are reached through import paths resolved in the workers
+(see trainer_api.py). Only ray_tune.py imports Ray.
+"""
+
+from .api import SearchSummary, retrain, run_search
+from .errors import UsageError
+from .export import export_best, load_export
+from .results import SearchResults, read_search
+from .settings import SearchSettings
+
+__all__ = ["SearchResults", "SearchSettings", "SearchSummary", "UsageError", "export_best", "load_export",
+           "read_search", "retrain", "run_search"]

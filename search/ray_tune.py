@@ -1,0 +1,215 @@
+"""The one module that talks to Ray Tune: the trainable, the searcher/scheduler pairing, tracking.
+
+How a configuration travels through its rungs: the trainable calls the trainer once per rung
+budget (``budgets.rung_budgets``), each call continuing from the state the previous one saved,
+and reports once per rung with that state as a Tune checkpoint. When Hyperband pauses a trial
+at a rung and later promotes it, Tune restores the latest checkpoint and the trainable picks up
+at the next rung: a promoted configuration is never retrained from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .budgets import PROGRESS_KEY, max_units, rung_budgets
+from .settings import SearchSettings
+from .tracking import SearchTracker
+from .trainer_api import call_trainer, resolve
+
+# Quiet, lean Tune: no CSV/JSON/TensorBoard loggers per trial (we track in MLflow) and no
+# progress tables; on 2 cores these dominate the cost of small trials.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+log = logging.getLogger("jointsearch.search")
+
+META_FILE = "jointsearch.json"
+STATE_DIR = "state"
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What every trial of a search needs to know, shipped to the workers once."""
+
+    trainer: str
+    context: dict[str, Any]
+    rungs: tuple[float, ...]
+    min_budget: float
+
+
+def _plain_config(config: dict) -> dict:
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items()}
+
+
+def trainable(config: dict, plan: TrialPlan) -> None:
+    """Evaluate one configuration rung after rung, continuing from the latest checkpoint."""
+    from ray import tune
+
+    fn = resolve(plan.trainer)
+    config = _plain_config(config)
+    work = Path(tempfile.mkdtemp(prefix="jointsearch-trial-"))
+    try:
+        state_dir: Path | None = None
+        done = 0.0
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            restored = work / "restored"
+            checkpoint.to_directory(str(restored))
+            done = json.loads((restored / META_FILE).read_text())["budget"]
+            if (restored / STATE_DIR).is_dir():
+                state_dir = restored / STATE_DIR
+        for rung, budget in enumerate(plan.rungs):
+            if budget <= done + 1e-9:
+                continue
+            out = work / f"rung{rung}"
+            (out / STATE_DIR).mkdir(parents=True)
+            started = time.time()
+            metrics = call_trainer(fn, config, budget, checkpoint_dir=str(state_dir) if state_dir else None,
+                                   save_dir=str(out / STATE_DIR), **plan.context)
+            metrics.setdefault("cost_s", time.time() - started)
+            if not math.isfinite(metrics["val_error"]):
+                metrics["val_error"] = float("inf")  # schedulers sort on it; MLflow skips it
+            (out / META_FILE).write_text(json.dumps({"budget": budget, "rung": rung}))
+            metrics.update(budget=budget, rung=rung, **{PROGRESS_KEY: budget / plan.min_budget})
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(out)))
+            if state_dir is not None:
+                shutil.rmtree(state_dir.parent, ignore_errors=True)
+            state_dir = out / STATE_DIR
+            if metrics["status"] != "ok":
+                break  # a diverged configuration will not recover at a larger budget
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _searcher_and_scheduler(settings: SearchSettings, space):
+    from ray.tune.schedulers import HyperBandForBOHB
+    from ray.tune.search.bohb import TuneBOHB
+
+    searcher = TuneBOHB(space=space, metric="val_error", mode="min", seed=settings.seed,
+                        max_concurrent=settings.max_concurrent)
+    scheduler = HyperBandForBOHB(time_attr=PROGRESS_KEY, max_t=max_units(settings.min_budget, settings.max_budget),
+                                 reduction_factor=settings.eta, metric="val_error", mode="min")
+    return searcher, scheduler
+
+
+def _not_trainer_keys() -> frozenset[str]:
+    from ray.tune.result import AUTO_RESULT_KEYS
+
+    return frozenset(AUTO_RESULT_KEYS) | {"done", "budget", "rung", PROGRESS_KEY, "trial_id", "experiment_tag",
+                                          "should_checkpoint", "hyperband_info", "iterations_since_restore"}
+
+
+def _bracket_tags(scheduler, trial) -> dict[str, str]:
+    """Which Hyperband bracket (s = number of halvings ahead) and band a trial was placed in."""
+    info = getattr(scheduler, "_trial_info", {}).get(trial)
+    if not info:
+        return {}
+    bracket, band_idx = info
+    band = scheduler._hyperbands[band_idx]
+    s = scheduler._s_max_1 - 1 - band.index(bracket) if bracket in band else None
+    return {"bracket": str(s), "band": str(band_idx)}
+
+
+def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
+    from ray.tune import Callback
+
+    not_trainer_keys = _not_trainer_keys()
+
+    class TrackingCallback(Callback):
+        """Mirrors Tune's trial events into MLflow child runs (see tracking.py for why here)."""
+
+        def __init__(self):
+            self.reached: dict[str, float] = {}
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            tracker.trial_started(trial.trial_id, _plain_config(trial.config), _bracket_tags(scheduler, trial))
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            budget = float(result["budget"])
+            self.reached[trial.trial_id] = budget
+            metrics = {k: v for k, v in result.items() if k not in not_trainer_keys
+                       and (k == "status" or isinstance(v, (int, float)) and not isinstance(v, bool))}
+            metrics = {k: v for k, v in metrics.items() if not (isinstance(v, float) and not math.isfinite(v))}
+            tracker.evaluation(trial.trial_id, budget, metrics, rung=int(result.get("rung", 0)))
+
+        def on_step_end(self, iteration, trials, **info):
+            for trial in trials:
+                if trial.status in ("RUNNING", "PAUSED") and trial.trial_id in tracker._trial_runs:
+                    tracker.set_trial_state(trial.trial_id, trial.status.lower())
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            done = self.reached.get(trial.trial_id, 0.0) >= max_budget - 1e-9
+            tracker.trial_ended(trial.trial_id, "completed" if done else "stopped")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            reason = _error_line(trial)
+            tracker.trial_ended(trial.trial_id, "failed", reason)
+
+    return TrackingCallback()
+
+
+def _error_line(trial) -> str:
+    error = getattr(trial, "error_file", None) or ""
+    try:
+        text = Path(error).read_text() if error else ""
+    except OSError:
+        text = ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "trial raised an error"
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING,
+                                  log_to_driver=False, configure_logging=True)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(**kwargs)
+
+
+def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: str) -> dict[str, int]:
+    """Run the search on Ray Tune; every result goes to ``tracker`` as it arrives."""
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+
+    init_ray(settings.ray_address)
+    rungs = tuple(rung_budgets(settings.min_budget, settings.max_budget, settings.eta))
+    plan = TrialPlan(settings.trainer, settings.trainer_context(), rungs, settings.min_budget)
+    searcher, scheduler = _searcher_and_scheduler(settings, space)
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    storage = settings.storage_path or str(Path.cwd() / "ray_results")
+    if "://" not in storage:
+        storage = str(Path(storage).resolve())
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(trainable, plan=plan), resources),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.num_samples,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=run_name, storage_path=storage, verbose=0,
+            # JSON results only (Tune reads them back); CSV and TensorBoard loggers are off.
+            callbacks=[JsonLoggerCallback(), _make_callback(tracker, scheduler, settings.max_budget)],
+            # Every rung's checkpoint is kept (a handful per trial): forcing deletion makes Tune
+            # snapshot its whole state after each report, which costs more than the disk.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+        ),
+    )
+    grid = tuner.fit()
+    return {"trials": len(grid), "errors": len(grid.errors)}

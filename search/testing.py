@@ -1,0 +1,58 @@
+"""Fast fake trainers for tests, demos of the plumbing, and overhead benchmarks (pure Python).
+
+They follow the trainer contract of trainer_api.py, including continuation: each writes its
+progress into ``save_dir`` and reads it back from ``checkpoint_dir``, and records how much
+budget it really trained, so tests can prove that a promoted configuration was continued
+rather than retrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "fake_state.json"
+
+
+def _noise(config: dict, budget: float) -> float:
+    digest = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode() + str(budget).encode()).digest()
+    return int.from_bytes(digest[:4], "little") / 2**32 - 0.5
+
+
+def synthetic_error(config: dict, budget: float) -> float:
+    """A smooth, learnable error: best near learning_rate = 0.1, better with budget, a little noise.
+
+    Configurations without a learning rate still get a deterministic error from their hash.
+    """
+    lr = config.get("learning_rate")
+    base = abs(math.log10(float(lr)) + 1.0) / 3.0 if lr is not None else 0.5 + 0.3 * _noise(config, 0)
+    return float(min(1.0, 0.05 + 0.6 * base + 0.3 / (1.0 + budget) + 0.02 * _noise(config, budget)))
+
+
+def fake_trainer(config: dict, budget: float, *, checkpoint_dir: str | None = None, save_dir: str | None = None,
+                 sleep_s: float = 0.0, **_: Any) -> dict:
+    """Pretends to train from the checkpoint's budget up to ``budget``; returns the synthetic error."""
+    trained_before = 0.0
+    if checkpoint_dir and (Path(checkpoint_dir) / STATE_FILE).is_file():
+        trained_before = json.loads((Path(checkpoint_dir) / STATE_FILE).read_text())["budget"]
+    if sleep_s:
+        time.sleep(sleep_s)
+    if save_dir:
+        (Path(save_dir) / STATE_FILE).write_text(json.dumps({"budget": budget}))
+    return {"val_error": synthetic_error(config, budget), "trained_budget": budget - trained_before,
+            "resumed_from": trained_before, "pid": os.getpid()}
+
+
+def noop_trainer(config: dict, budget: float) -> float:
+    """The cheapest possible trainer: measures orchestration overhead alone."""
+    return synthetic_error(config, budget)
+
+
+def minimal_trainer(config, budget):
+    """A user's trainer as small as the contract allows: (config, budget) -> float."""
+    return synthetic_error(config, budget)

@@ -1,0 +1,215 @@
+"""Tests for trainers/data.py: the bundled and synthetic sets, CIFAR-10 from files in the real
+on-disk format, and the download against a loopback HTTP server (never the internet)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import io
+import pickle
+import tarfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jointsearch.trainers.data import (
+    DATASETS, DatasetError, download_cifar10, load_dataset,
+)
+
+PER_BATCH, N_TEST = 20, 10   # 100 training images -> 90 train / 10 val, like 45k / 5k
+
+
+def make_cifar10_files(root: Path) -> Path:
+    """Write a tiny CIFAR-10 in the python-batches format under ``root/cifar-10-batches-py``."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in [*((f"data_batch_{i}", PER_BATCH) for i in range(1, 6)),
+                    ("test_batch", N_TEST)]:
+        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, n).tolist(),
+                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 b"filenames": [f"{k}.png".encode() for k in range(n)]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    meta = {b"label_names": [f"class{k}".encode() for k in range(10)], b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
+    return folder
+
+
+def make_tarball(source_root: Path, out: Path, extra: dict[str, bytes] | None = None) -> str:
+    """Pack ``source_root/cifar-10-batches-py`` (plus ``extra`` raw members) and return its md5."""
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(source_root / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+        for name, payload in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return hashlib.md5(out.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def make_server():
+    """Serve a directory on 127.0.0.1 in a thread; yields a factory returning the base URL."""
+    servers = []
+
+    def start(directory: Path) -> str:
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+        handler = functools.partial(Quiet, directory=str(directory))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+# --- digits and synthetic ---------------------------------------------------------------------
+
+
+def test_digits_split_shapes_and_normalisation():
+    data = load_dataset("digits")
+    sizes = [len(data.train), len(data.val), len(data.test)]
+    assert sum(sizes) == 1797
+    assert [round(s / 1797, 1) for s in sizes] == [0.6, 0.2, 0.2]
+    assert data.train.x.shape[1:] == (1, 8, 8) and data.train.x.dtype == torch.float32
+    assert data.train.y.dtype == torch.int64
+    assert (data.num_classes, data.in_channels, data.image_size, data.flip) == (10, 1, 8, False)
+    assert float(data.train.x.mean()) == pytest.approx(0.0, abs=1e-4)
+    assert float(data.train.x.std()) == pytest.approx(1.0, abs=1e-3)
+    for split in (data.train, data.val, data.test):
+        assert set(split.y.tolist()) == set(range(10)), "split is not stratified"
+
+
+def test_digits_split_is_fixed_by_the_seed():
+    a, b, c = load_dataset("digits", seed=0), load_dataset("digits", seed=0), \
+        load_dataset("digits", seed=1)
+    assert torch.equal(a.val.x, b.val.x)
+    assert not torch.equal(a.val.y, c.val.y)
+
+
+def test_synthetic_is_small_and_deterministic():
+    a, b = load_dataset("synthetic"), load_dataset("synthetic")
+    assert a.train.x.shape[1:] == (3, 8, 8) and a.num_classes == 4
+    assert 100 <= len(a.train) <= 1000
+    assert torch.equal(a.train.x, b.train.x)
+
+
+def test_unknown_dataset_lists_the_known_names():
+    with pytest.raises(DatasetError) as err:
+        load_dataset("imagenet")
+    for name in DATASETS:
+        assert name in str(err.value)
+
+
+# --- CIFAR-10 from disk -----------------------------------------------------------------------
+
+
+def test_cifar10_loads_the_python_batches(tmp_path):
+    make_cifar10_files(tmp_path)
+    data = load_dataset("cifar10", data_dir=tmp_path)
+    assert (len(data.train), len(data.val), len(data.test)) == (90, 10, N_TEST)
+    assert data.train.x.shape == (90, 3, 32, 32) and data.test.x.shape == (N_TEST, 3, 32, 32)
+    assert (data.num_classes, data.in_channels, data.image_size, data.flip) == (10, 3, 32, True)
+    mean = data.train.x.mean(dim=(0, 2, 3))
+    std = data.train.x.std(dim=(0, 2, 3))
+    assert torch.allclose(mean, torch.zeros(3), atol=1e-4)
+    assert torch.allclose(std, torch.ones(3), atol=1e-2)
+    assert data.train.y.dtype == torch.int64 and int(data.train.y.max()) < 10
+
+
+def test_cifar10_train_and_val_partition_the_training_batches(tmp_path):
+    """Train and val are disjoint and together hold every training image exactly once."""
+    folder = make_cifar10_files(tmp_path)
+    raw = np.concatenate([pickle.loads((folder / f"data_batch_{i}").read_bytes())[b"data"]
+                          for i in range(1, 6)])
+    data = load_dataset("cifar10", data_dir=tmp_path)
+    assert len(data.train) + len(data.val) == len(raw)
+    a, b = load_dataset("cifar10", data_dir=tmp_path, seed=0), \
+        load_dataset("cifar10", data_dir=tmp_path, seed=1)
+    assert not torch.equal(a.val.x, b.val.x)
+
+
+def test_cifar10_missing_says_how_to_download(tmp_path):
+    with pytest.raises(DatasetError, match=r"jointsearch data download cifar10 --data-dir"):
+        load_dataset("cifar10", data_dir=tmp_path)
+
+
+def test_cifar10_corrupt_batch_is_a_dataset_error(tmp_path):
+    folder = make_cifar10_files(tmp_path)
+    (folder / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(DatasetError, match="data_batch_3"):
+        load_dataset("cifar10", data_dir=tmp_path)
+
+
+# --- download ---------------------------------------------------------------------------------
+
+
+def test_download_verifies_extracts_and_is_idempotent(tmp_path, make_server):
+    served = tmp_path / "served"
+    make_cifar10_files(tmp_path / "source")
+    served.mkdir()
+    md5 = make_tarball(tmp_path / "source", served / "cifar.tar.gz")
+    url = make_server(served) + "/cifar.tar.gz"
+
+    data_dir = tmp_path / "data"
+    root = download_cifar10(data_dir, url=url, md5=md5)
+    assert root == data_dir / "cifar-10-batches-py"
+    assert sorted(p.name for p in data_dir.iterdir()) == ["cifar-10-batches-py"]
+    assert len(load_dataset("cifar10", data_dir=data_dir).test) == N_TEST
+    # Second call: files present, nothing fetched (the URL would fail).
+    assert download_cifar10(data_dir, url=url + ".gone", md5=md5) == root
+
+
+def test_load_dataset_download_flag_fetches(tmp_path, make_server, monkeypatch):
+    served = tmp_path / "served"
+    make_cifar10_files(tmp_path / "source")
+    served.mkdir()
+    md5 = make_tarball(tmp_path / "source", served / "cifar.tar.gz")
+    import jointsearch.trainers.data as data_module
+    url = make_server(served) + "/cifar.tar.gz"
+    monkeypatch.setattr(data_module, "download_cifar10",
+                        functools.partial(download_cifar10, url=url, md5=md5))
+    data = load_dataset("cifar10", data_dir=tmp_path / "data", download=True)
+    assert len(data.val) == 10
+
+
+def test_download_with_wrong_md5_leaves_nothing(tmp_path, make_server):
+    served = tmp_path / "served"
+    make_cifar10_files(tmp_path / "source")
+    served.mkdir()
+    make_tarball(tmp_path / "source", served / "cifar.tar.gz")
+    url = make_server(served) + "/cifar.tar.gz"
+    data_dir = tmp_path / "data"
+    with pytest.raises(DatasetError, match="md5"):
+        download_cifar10(data_dir, url=url, md5="0" * 32)
+    assert list(data_dir.iterdir()) == []
+
+
+def test_download_rejects_members_escaping_the_directory(tmp_path, make_server):
+    served = tmp_path / "served"
+    make_cifar10_files(tmp_path / "source")
+    served.mkdir()
+    md5 = make_tarball(tmp_path / "source", served / "evil.tar.gz",
+                       extra={"../escaped.txt": b"gotcha"})
+    data_dir = tmp_path / "data"
+    with pytest.raises(DatasetError, match="escapes"):
+        download_cifar10(data_dir, url=make_server(served) + "/evil.tar.gz", md5=md5)
+    assert not (tmp_path / "escaped.txt").exists()
+    assert list(data_dir.iterdir()) == []
+
+
+def test_download_unreachable_url_is_a_dataset_error(tmp_path, make_server):
+    url = make_server(tmp_path) + "/nothing-here.tar.gz"      # 404 from the loopback server
+    with pytest.raises(DatasetError, match="could not download"):
+        download_cifar10(tmp_path / "data", url=url)
+    assert list((tmp_path / "data").iterdir()) == []
