@@ -18,6 +18,7 @@ from jointsearch.dashboards.records import EvaluationRecord
 from jointsearch.spaces import load_space, to_json
 
 from .budgets import rung_budgets, step_scale
+from .presets import get_preset
 from .results import read_search
 from .settings import SearchSettings
 from .tracking import SearchTracker
@@ -51,15 +52,20 @@ def run_search(settings: SearchSettings) -> SearchSummary:
         resolve(settings.trainer)  # fail now, in the driver, not in every worker
     rungs = rung_budgets(settings.min_budget, settings.max_budget, settings.eta)
 
-    from .ray_tune import run_tune  # Ray is heavy: import it only when a search really runs
+    if get_preset(settings.scheduler).backend == "hpbandster":
+        from .hpbandster_backend import run_hpbandster as run_backend
+    else:
+        from .ray_tune import run_tune as run_backend  # Ray is heavy: imported only when a search runs
 
     tracker = SearchTracker(settings.tracking_uri, settings.experiment, step_scale(rungs))
     run_name = f"{space.name or 'space'}-{settings.scheduler}-{time.strftime('%Y%m%d-%H%M%S')}"
     settings_json = json.dumps(dataclasses.asdict(settings), indent=2, default=str)
     tracker.start_search(settings.as_params(), run_name=run_name, budget_unit=settings.budget_unit,
                          artifacts={"space.json": to_json(space), "settings.json": settings_json})
+    tracker.attach_dashboards(space=space, settings=settings.as_params(), title=f"jointsearch: {run_name}",
+                              refresh_every=settings.dashboard_every)
     try:
-        run_tune(settings, space, tracker, run_name)
+        run_backend(settings, space, tracker, run_name)
     except BaseException:
         tracker.end_search("KILLED")
         raise

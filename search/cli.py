@@ -51,6 +51,8 @@ def _add_search(sub) -> None:
     p.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
     p.add_argument("--experiment", default=d.experiment)
     p.add_argument("--trainer", default=BUILTIN_TRAINER, help="package.module:function to search instead")
+    p.add_argument("--dashboard-every", type=int, default=d.dashboard_every,
+                   help="evaluations between live rank-correlation updates in MLflow")
 
 
 def _build_parser() -> _Parser:
@@ -70,6 +72,12 @@ def _build_parser() -> _Parser:
     export.add_argument("--experiment", required=True)
     export.add_argument("--search-run", default=None, help="a search's parent run id (default: the newest)")
     export.add_argument("--out", default="best.json")
+
+    report = sub.add_parser("report", help="write a self-contained HTML report of a search (running or finished)")
+    report.add_argument("--mlflow-uri", default=None)
+    report.add_argument("--experiment", required=True)
+    report.add_argument("--search-run", default=None, help="a search's parent run id (default: the newest)")
+    report.add_argument("--out", default="report.html")
 
     train = sub.add_parser("train", help="retrain an exported configuration and report val/test error")
     train.add_argument("--config", required=True, help="a JSON file written by `jointsearch export`")
@@ -97,6 +105,7 @@ def _cmd_search(args) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
         seed=args.seed, ray_address=args.ray_address, mlflow_uri=args.mlflow_uri, experiment=args.experiment,
         trainer=args.trainer, data_dir=args.data_dir, storage_path=args.storage_path, max_failures=args.max_failures,
+        dashboard_every=args.dashboard_every,
     )
     summary = run_search(settings)
     unit = settings.budget_unit
@@ -142,6 +151,20 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from jointsearch.dashboards.report import write_report
+
+    from .results import read_search
+    from .settings import default_mlflow_uri
+
+    results = read_search(args.mlflow_uri or default_mlflow_uri(), args.experiment, args.search_run)
+    title = f"jointsearch: {results.experiment} / {results.params.get('space', '')} ({results.status.lower()})"
+    write_report(args.out, results.records, title=title, space=results.space, settings=results.params)
+    print(f"wrote {args.out}: {len(results.records)} evaluations of {len(results.trial_runs)} trials "
+          f"from search {results.search_run_id}")
+    return 0
+
+
 def _cmd_train(args) -> int:
     from .api import retrain
     from .export import load_export
@@ -175,7 +198,8 @@ def _cmd_data(args) -> int:
     return 0
 
 
-COMMANDS = {"search": _cmd_search, "spaces": _cmd_spaces, "export": _cmd_export, "train": _cmd_train,
+COMMANDS = {"search": _cmd_search, "spaces": _cmd_spaces, "export": _cmd_export, "report": _cmd_report,
+            "train": _cmd_train,
             "data": _cmd_data}
 
 

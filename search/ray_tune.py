@@ -9,6 +9,7 @@ at the next rung: a promoted configuration is never retrained from scratch.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -20,7 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from ray.tune.search import Searcher
+
 from .budgets import PROGRESS_KEY, max_units, rung_budgets
+from .presets import get_preset
 from .settings import SearchSettings
 from .tracking import SearchTracker
 from .trainer_api import call_trainer, resolve
@@ -94,14 +99,109 @@ def trainable(config: dict, plan: TrialPlan) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _searcher_and_scheduler(settings: SearchSettings, space):
-    from ray.tune.schedulers import HyperBandForBOHB
-    from ray.tune.search.bohb import TuneBOHB
+def _active(space, name: str, values: dict) -> bool:
+    """Whether a hyperparameter is active given the values chosen so far (parents come first)."""
+    return all(all(p in values for p in _parents(c)) and c.satisfied_by_value(values)
+               for c in space.parent_conditions_of[name])
 
-    searcher = TuneBOHB(space=space, metric="val_error", mode="min", seed=settings.seed,
-                        max_concurrent=settings.max_concurrent)
-    scheduler = HyperBandForBOHB(time_attr=PROGRESS_KEY, max_t=max_units(settings.min_budget, settings.max_budget),
-                                 reduction_factor=settings.eta, metric="val_error", mode="min")
+
+def _parents(condition) -> list[str]:
+    if hasattr(condition, "parent"):
+        return [condition.parent.name]
+    return [name for c in condition.components for name in _parents(c)]
+
+
+class OptunaDefineByRun:
+    """ConfigSpace -> an Optuna define-by-run function, conditions included (inactive = not suggested).
+
+    A class rather than a closure because Tune pickles its searcher into experiment checkpoints.
+    """
+
+    def __init__(self, space):
+        self.space = space
+
+    def __call__(self, trial):
+        import ConfigSpace as CS
+
+        space = self.space
+        values: dict[str, Any] = {}
+        for name, hp in space.items():  # ConfigSpace keeps parents before children
+            if not _active(space, name, values):
+                continue
+            if isinstance(hp, CS.Constant):
+                values[name] = hp.value
+            elif isinstance(hp, CS.UniformIntegerHyperparameter):
+                values[name] = trial.suggest_int(name, hp.lower, hp.upper, log=hp.log)
+            elif isinstance(hp, CS.UniformFloatHyperparameter):
+                values[name] = trial.suggest_float(name, hp.lower, hp.upper, log=hp.log)
+            elif isinstance(hp, CS.CategoricalHyperparameter):
+                values[name] = trial.suggest_categorical(name, list(hp.choices))
+            elif isinstance(hp, CS.OrdinalHyperparameter):
+                values[name] = trial.suggest_categorical(name, list(hp.sequence))
+            else:
+                raise TypeError(f"the tpe preset cannot search {type(hp).__name__} {name!r}")
+        constants = {n: v for n, v in values.items() if isinstance(space[n], CS.Constant)}
+        return constants or None
+
+
+class ConfigSpaceRandomSearcher(Searcher):
+    """Random configurations straight from the ConfigSpace space (conditions respected).
+
+    Ray's own random search needs a Tune search-space dict, which cannot say "momentum only
+    when the optimiser is SGD"; sampling the ConfigSpace space keeps every preset on one
+    definition of the space.
+    """
+
+    def __init__(self, space, seed: int | None, max_concurrent: int = 0):
+        super().__init__(metric="val_error", mode="min")
+        self.space = copy.deepcopy(space)
+        self.space.seed(seed if seed is not None else int(np.random.randint(2**31)))
+        self.max_concurrent = max_concurrent
+        self.live: set[str] = set()
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        self.max_concurrent = max_concurrent
+        return True
+
+    def suggest(self, trial_id):
+        if self.max_concurrent and len(self.live) >= self.max_concurrent:
+            return None
+        self.live.add(trial_id)
+        return _plain_config(dict(self.space.sample_configuration()))
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        self.live.discard(trial_id)
+
+
+def _searcher_and_scheduler(settings: SearchSettings, space):
+    """Build the preset's pair; which pairs exist is decided in presets.py, not here."""
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, HyperBandForBOHB, HyperBandScheduler
+
+    preset = get_preset(settings.scheduler)
+    max_t = max_units(settings.min_budget, settings.max_budget)
+    common = dict(metric="val_error", mode="min")
+    if preset.searcher == "bohb":
+        from ray.tune.search.bohb import TuneBOHB
+
+        searcher = TuneBOHB(space=space, seed=settings.seed, max_concurrent=settings.max_concurrent, **common)
+    elif preset.searcher == "tpe":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        sampler = optuna.samplers.TPESampler(seed=settings.seed)
+        searcher = OptunaSearch(space=OptunaDefineByRun(space), sampler=sampler, **common)
+    else:
+        searcher = ConfigSpaceRandomSearcher(space, settings.seed, settings.max_concurrent)
+
+    if preset.scheduler == "hyperband_bohb":
+        scheduler = HyperBandForBOHB(time_attr=PROGRESS_KEY, max_t=max_t, reduction_factor=settings.eta, **common)
+    elif preset.scheduler == "hyperband":
+        scheduler = HyperBandScheduler(time_attr=PROGRESS_KEY, max_t=max_t, reduction_factor=settings.eta, **common)
+    elif preset.scheduler == "asha":
+        scheduler = AsyncHyperBandScheduler(time_attr=PROGRESS_KEY, max_t=max_t, grace_period=1,
+                                            reduction_factor=settings.eta, brackets=1, **common)
+    else:
+        scheduler = FIFOScheduler()
     return searcher, scheduler
 
 
@@ -171,6 +271,14 @@ def _error_line(trial) -> str:
     return lines[-1] if lines else "trial raised an error"
 
 
+def _concurrency_limit(settings: SearchSettings) -> int | None:
+    """Tune's limiter wraps the searcher; BOHB's scheduler must reach TuneBOHB itself (it calls
+    ``searcher.on_pause``), so BOHB and our random searcher limit concurrency on their own."""
+    if settings.max_concurrent and get_preset(settings.scheduler).searcher == "tpe":
+        return settings.max_concurrent
+    return None
+
+
 def init_ray(address: str | None) -> None:
     import ray
 
@@ -200,7 +308,7 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, plan=plan), resources),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.num_samples,
-                                    reuse_actors=True),
+                                    reuse_actors=True, max_concurrent_trials=_concurrency_limit(settings)),
         run_config=tune.RunConfig(
             name=run_name, storage_path=storage, verbose=0,
             # JSON results only (Tune reads them back); CSV and TensorBoard loggers are off.

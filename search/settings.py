@@ -14,9 +14,9 @@ from typing import Any
 
 from .budgets import check_budgets
 from .errors import UsageError
+from .presets import SCHEDULERS
 from .trainer_api import BUILTIN_TRAINER
 
-SCHEDULERS = ("bohb",)
 BUDGET_UNITS = ("epochs", "seconds")
 DATASETS = ("digits", "cifar10", "synthetic")
 
@@ -47,6 +47,7 @@ class SearchSettings:
     data_dir: str | None = None
     storage_path: str | None = None  # where Ray keeps checkpoints; shared by all nodes on a cluster
     max_failures: int = 0  # retries of a trial that raised
+    dashboard_every: int = 10  # evaluations between live dashboard updates in MLflow
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # extra keywords for a user trainer
 
     @property
@@ -99,6 +100,8 @@ class SearchSettings:
             raise UsageError(f"--max-concurrent must be 0 (no limit) or more, got {self.max_concurrent}")
         if self.max_failures < 0:
             raise UsageError(f"--max-failures must be 0 or more, got {self.max_failures}")
+        if self.dashboard_every < 1:
+            raise UsageError(f"--dashboard-every must be at least 1, got {self.dashboard_every}")
         if not self.experiment or not self.experiment.strip():
             raise UsageError("--experiment must not be empty")
         if self.builtin_trainer and self.dataset == "cifar10":

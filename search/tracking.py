@@ -71,6 +71,18 @@ class SearchTracker:
         self.parent_run_id: str | None = None
         self._trial_runs: dict[str, str] = {}
         self._trial_state: dict[str, str] = {}
+        self._trial_config: dict[str, dict] = {}
+        self._trial_bracket: dict[str, str | None] = {}
+        self.dashboards = None  # a live.LiveDashboards, attached once the parent run exists
+
+    def attach_dashboards(self, *, space=None, settings: Mapping[str, Any] | None = None, title: str = "",
+                          refresh_every: int = 10) -> None:
+        """Keep the parent run's rank correlations, heatmap and report up to date as results arrive."""
+        from .live import LiveDashboards
+
+        self.dashboards = LiveDashboards(lambda m, step: self.log_search_metrics(m, step), self.log_search_artifact,
+                                         space=space, settings=dict(settings or {}), title=title,
+                                         refresh_every=refresh_every)
 
     # --- the search ----------------------------------------------------------------------
     def start_search(self, params: Mapping[str, str], *, run_name: str, budget_unit: str,
@@ -108,6 +120,8 @@ class SearchTracker:
             self.client.log_artifact(self.parent_run_id, str(path), folder)
 
     def end_search(self, status: str = "FINISHED") -> None:
+        if self.dashboards is not None and self.dashboards.records:
+            self.dashboards.refresh(final=True)
         for trial_id in list(self._trial_runs):
             if self._trial_state.get(trial_id) not in ("completed", "stopped", "failed"):
                 self.trial_ended(trial_id, "stopped")
@@ -129,6 +143,8 @@ class SearchTracker:
         run_id = run.info.run_id
         self._trial_runs[trial_id] = run_id
         self._trial_state[trial_id] = "running"
+        self._trial_config[trial_id] = dict(config)
+        self._trial_bracket[trial_id] = tags.get("bracket")
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(config.items())])
         return run_id
 
@@ -148,7 +164,14 @@ class SearchTracker:
             tags.append(RunTag("rung", str(rung)))
         if "status" in metrics:
             tags.append(RunTag("last_status", str(metrics["status"])))
+        if rung:
+            tags.append(RunTag("promoted", "true"))
         self.client.log_batch(run_id, metrics=batch, tags=tags)
+        if self.dashboards is not None:
+            from .live import record_from_metrics
+
+            self.dashboards.add(record_from_metrics(trial_id, self._trial_config[trial_id], budget, dict(metrics),
+                                                    now / 1000.0, self._trial_bracket.get(trial_id)))
 
     def set_trial_tags(self, trial_id: str, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag

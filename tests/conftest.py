@@ -187,11 +187,22 @@ def interpolate(text: str, values: Mapping[str, str]) -> str:
     return _VARIABLE.sub(expand, text)
 
 
+def compose_strings(node) -> list[str]:
+    """Every string value in parsed compose data (comments are gone, anchors resolved)."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in compose_strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in compose_strings(value)]
+    return []
+
+
 def compose_variables(path: Path = COMPOSE_FILE) -> dict[str, bool]:
     """Every variable docker-compose.yml substitutes -> whether each use has a default
     (``:-``/``-``). ``$$`` escapes (expanded inside the container) are not variables."""
     found: dict[str, bool] = {}
-    for match in _VARIABLE.finditer(path.read_text()):
+    for match in _VARIABLE.finditer("\n".join(compose_strings(load_compose(path)))):
         if match["escaped"]:
             continue
         if match["named"]:
@@ -617,14 +628,15 @@ def _native_env_fixture() -> Callable[..., dict[str, str]]:
 @pytest.fixture(name="compose_spec")
 def _compose_spec_fixture():
     """What the deploy tests need from docker-compose.yml, in one namespace: ``path``,
-    ``data`` (parsed), ``variables`` (name -> has a default), ``interpolate``,
-    ``ComposeVariableError``."""
+    ``data`` (parsed), ``strings`` (every string value in it), ``variables`` (name -> has a
+    default), ``interpolate``, ``ComposeVariableError``."""
 
     class ComposeSpec:
         path = COMPOSE_FILE
         data = load_compose()
         variables = compose_variables()
 
+    ComposeSpec.strings = compose_strings(ComposeSpec.data)
     ComposeSpec.interpolate = staticmethod(interpolate)
     ComposeSpec.ComposeVariableError = ComposeVariableError
     return ComposeSpec

@@ -262,11 +262,14 @@ class TestRayCluster:
 
         def health(**env):
             return subprocess.run(check, env=native_env(env), capture_output=True, text=True,
-                                  timeout=60).returncode
+                                  timeout=60)
 
-        assert health(**cluster.env) == 0
-        assert health(**{**cluster.env, "RAY_AUTH_TOKEN": "0" * 64}) != 0
-        assert health(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="") != 0
+        assert health(**cluster.env).returncode == 0
+        for env in ({**cluster.env, "RAY_AUTH_TOKEN": "0" * 64},
+                    {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": ""}):
+            refused = health(**env)
+            assert refused.returncode != 0
+            assert "AuthenticationError" in refused.stdout + refused.stderr
 
     def test_stop_spares_other_ray_clusters(self, make_ray_cluster):
         """Stopping one cluster leaves another one on the same machine running."""

@@ -1,0 +1,123 @@
+"""The benchmark problems, as trainers (``fn(config, budget, **context) -> error``).
+
+They live in their own module so that Ray workers can import them by path
+(``bench.problems:counting_ones``); each also has an *exact* value, the infinite-budget or
+highest-fidelity objective, that regret is measured on. Pure numpy: no torch, no Ray.
+
+* **Counting ones** (Falkner, Klein, Hutter, "BOHB", ICML 2018, sec. 5.1 / appendix): 8 binary
+  and 8 continuous dimensions in [0, 1]. The budget ``b`` is the number of Bernoulli samples
+  drawn per continuous dimension; the observed value is
+  ``-(sum(binary) + sum_j mean(Bernoulli(x_j), b samples)) / 16``. The exact value replaces the
+  sample means by the probabilities themselves; the optimum is -1, so the regret is
+  ``exact + 1`` in [0, 1]. Budgets 9 .. 729 with eta = 3, as in the paper.
+* **Multi-fidelity Hartmann-6** (Kandasamy et al., "Multi-fidelity Bayesian optimisation with
+  continuous approximations" (BOCA), ICML 2017; the same form as their Dragonfly library's
+  ``hartmann6_4_mf``): the Hartmann-6 function with the weights ``alpha(z) = alpha - 0.1 (1 - z)``
+  at fidelity ``z = (b - b_min) / (b_max - b_min)`` in [0, 1]. It is noise-free; lower
+  fidelities are biased. We minimise ``-f``; the regret is ``f* - f(x, z=1)`` with
+  ``f* = 3.32237`` (at ``x* = (0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573)``).
+
+The noise of counting ones is drawn from a generator seeded by (configuration, budget, seed),
+so one evaluation is reproducible however the search schedules it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+import numpy as np
+from ConfigSpace import Categorical, ConfigurationSpace, Float
+
+# --- counting ones ---------------------------------------------------------------------------
+
+N_BINARY, N_CONTINUOUS = 8, 8
+COUNTING_ONES_BUDGETS = (9.0, 729.0)  # Bernoulli samples per continuous dimension
+
+
+def counting_ones_space() -> ConfigurationSpace:
+    space = ConfigurationSpace(name="counting_ones")
+    space.add([Categorical(f"b{i}", [0, 1]) for i in range(N_BINARY)])
+    space.add([Float(f"c{i}", (0.0, 1.0)) for i in range(N_CONTINUOUS)])
+    return space
+
+
+def _split(config: dict) -> tuple[np.ndarray, np.ndarray]:
+    binary = np.array([float(config[f"b{i}"]) for i in range(N_BINARY)])
+    continuous = np.array([float(config[f"c{i}"]) for i in range(N_CONTINUOUS)])
+    return binary, continuous
+
+
+def _rng(config: dict, budget: float, seed: int) -> np.random.Generator:
+    key = json.dumps({k: float(v) for k, v in config.items()}, sort_keys=True) + f"|{budget:g}|{seed}"
+    return np.random.default_rng(int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "little"))
+
+
+def counting_ones(config: dict, budget: float, seed: int = 0, **_: Any) -> float:
+    """The observed (noisy) value at ``budget`` Bernoulli samples per continuous dimension."""
+    binary, continuous = _split(config)
+    n = max(1, int(round(budget)))
+    means = _rng(config, budget, seed).binomial(n, continuous) / n
+    return float(-(binary.sum() + means.sum()) / (N_BINARY + N_CONTINUOUS))
+
+
+def counting_ones_exact(config: dict) -> float:
+    binary, continuous = _split(config)
+    return float(-(binary.sum() + continuous.sum()) / (N_BINARY + N_CONTINUOUS))
+
+
+def counting_ones_regret(config: dict) -> float:
+    return counting_ones_exact(config) + 1.0
+
+
+# --- multi-fidelity Hartmann-6 ---------------------------------------------------------------
+
+HARTMANN_BUDGETS = (9.0, 729.0)  # budget units; only z = (b - 9) / 720 matters
+HARTMANN_MAX = 3.32237
+_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+_A = np.array([[10.0, 3.0, 17.0, 3.5, 1.7, 8.0],
+               [0.05, 10.0, 17.0, 0.1, 8.0, 14.0],
+               [3.0, 3.5, 1.7, 10.0, 17.0, 8.0],
+               [17.0, 8.0, 0.05, 10.0, 0.1, 14.0]])
+_P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886],
+                      [2329, 4135, 8307, 3736, 1004, 9991],
+                      [2348, 1451, 3522, 2883, 3047, 6650],
+                      [4047, 8828, 8732, 5743, 1091, 381]])
+
+
+def hartmann6_space() -> ConfigurationSpace:
+    space = ConfigurationSpace(name="hartmann6")
+    space.add([Float(f"x{i}", (0.0, 1.0)) for i in range(6)])
+    return space
+
+
+def _hartmann(x: np.ndarray, z: float) -> float:
+    alpha = _ALPHA - 0.1 * (1.0 - z)
+    return float(alpha @ np.exp(-np.sum(_A * (x - _P) ** 2, axis=1)))
+
+
+def hartmann6(config: dict, budget: float, min_budget: float = HARTMANN_BUDGETS[0],
+              max_budget: float = HARTMANN_BUDGETS[1], **_: Any) -> float:
+    """``-f(x, z)`` at fidelity ``z = (budget - min_budget) / (max_budget - min_budget)``."""
+    x = np.array([float(config[f"x{i}"]) for i in range(6)])
+    span = max_budget - min_budget
+    z = 1.0 if span <= 0 else min(1.0, max(0.0, (budget - min_budget) / span))
+    return -_hartmann(x, z)
+
+
+def hartmann6_regret(config: dict) -> float:
+    x = np.array([float(config[f"x{i}"]) for i in range(6)])
+    return HARTMANN_MAX - _hartmann(x, 1.0)
+
+
+# --- the registry the benchmark scripts walk -------------------------------------------------
+
+def ray_can_import() -> str:
+    """A trivial remote-callable check: returns this module's file, proving workers can import it."""
+    return __file__
+
+
+def is_finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -1,0 +1,111 @@
+"""Live dashboards: the search's own analysis, pushed into its MLflow parent run as it runs.
+
+The paper's central finding is that ranks at short budgets can mislead (its Spearman table);
+users should see that for *their* search while it runs, in the MLflow UI. Every
+``refresh_every`` evaluations, and once more at the end, this computes the dashboards' pure
+analyses on the evaluations so far and logs:
+
+- metrics ``rank_corr/spearman/<b_i>-<b_j>`` (and ``kendall``) with step = number of completed
+  evaluations, so the UI draws how each correlation evolves as rungs complete;
+- artifacts under ``dashboards/``: the matrix as JSON and CSV, the heatmap shaped like the
+  paper's table, and (at the end, where fitting is affordable) budget scatter plots,
+  importance bars and marginals, the incumbent trajectory, budget per rung, error vs size,
+  plus the whole HTML report.
+
+Failures here are logged and swallowed: a plot must never stop a search.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable
+
+from jointsearch.dashboards import (budget_spent, error_vs_params, importance, incumbent_trajectory,
+                                    paired_errors, rank_correlation, records_to_json)
+from jointsearch.dashboards.records import EvaluationRecord
+
+log = logging.getLogger("jointsearch.search")
+
+FOLDER = "dashboards"
+
+
+def _budget_label(b: float) -> str:
+    return f"{b:g}"
+
+
+class LiveDashboards:
+    """Computes and logs the search's dashboards; ``log_metrics``/``log_artifact`` go to the parent run."""
+
+    def __init__(self, log_metrics: Callable[[dict[str, float], int], None],
+                 log_artifact: Callable[[str, str | bytes], None], *, space=None, settings: dict | None = None,
+                 title: str = "jointsearch", refresh_every: int = 10, min_pairs: int = 5, n_bootstrap: int = 200):
+        self.log_metrics = log_metrics
+        self.log_artifact = log_artifact
+        self.space = space
+        self.settings = settings or {}
+        self.title = title
+        self.refresh_every = max(1, refresh_every)
+        self.min_pairs = min_pairs
+        self.n_bootstrap = n_bootstrap
+        self.records: list[EvaluationRecord] = []
+        self.refreshes = 0
+
+    def add(self, record: EvaluationRecord) -> None:
+        self.records.append(record)
+        if len(self.records) % self.refresh_every == 0:
+            self.refresh(final=False)
+
+    def refresh(self, final: bool) -> None:
+        try:
+            self._refresh(final)
+            self.refreshes += 1
+        except Exception as exc:  # noqa: BLE001 - dashboards are best effort by design
+            log.warning("could not update the dashboards: %s", exc)
+
+    def _refresh(self, final: bool) -> None:
+        from jointsearch.dashboards import figures
+
+        records = list(self.records)
+        step = len(records)
+        info = rank_correlation(records, min_pairs=self.min_pairs, n_bootstrap=self.n_bootstrap)
+        metrics: dict[str, float] = {}
+        for pair in info.pairs:
+            if pair.sufficient:
+                key = f"{_budget_label(pair.budget_low)}-{_budget_label(pair.budget_high)}"
+                metrics[f"rank_corr/spearman/{key}"] = pair.spearman
+                metrics[f"rank_corr/kendall/{key}"] = pair.kendall
+                metrics[f"rank_corr/n_pairs/{key}"] = pair.n_pairs
+        metrics["evaluations"] = step
+        self.log_metrics(metrics, step)
+        self.log_artifact(f"{FOLDER}/rank_correlation.json", json.dumps(info.to_json(), indent=2))
+        self.log_artifact(f"{FOLDER}/rank_correlation.csv", info.to_csv())
+        self.log_artifact(f"{FOLDER}/rank_correlation_heatmap.png",
+                          figures.figure_png(figures.rank_correlation_heatmap(info)))
+        if not final:
+            return
+        self.log_artifact(f"{FOLDER}/budget_scatter.png", figures.figure_png(figures.budget_scatter(paired_errors(records))))
+        imp = importance(records, self.space)
+        self.log_artifact(f"{FOLDER}/importance.json", json.dumps(imp.to_json(), indent=2))
+        self.log_artifact(f"{FOLDER}/importance.png", figures.figure_png(figures.importance_bars(imp)))
+        self.log_artifact(f"{FOLDER}/marginals.png", figures.figure_png(figures.marginal_plots(imp)))
+        self.log_artifact(f"{FOLDER}/incumbent.png", figures.figure_png(figures.incumbent_plot(incumbent_trajectory(records))))
+        self.log_artifact(f"{FOLDER}/budget_per_rung.png", figures.figure_png(figures.budget_bars(budget_spent(records))))
+        self.log_artifact(f"{FOLDER}/error_vs_params.png", figures.figure_png(figures.params_scatter(error_vs_params(records))))
+        self.log_artifact(f"{FOLDER}/records.json", json.dumps(records_to_json(records)))
+        from jointsearch.dashboards.report import render_report
+
+        self.log_artifact("report.html", render_report(records, title=self.title, space=self.space,
+                                                       settings=self.settings))
+
+
+def record_from_metrics(trial_id: str, config: dict[str, Any], budget: float, metrics: dict[str, Any],
+                        finished_at: float, bracket: str | None) -> EvaluationRecord:
+    val = metrics.get("val_error", float("nan"))
+    status = str(metrics.get("status", "ok"))
+    return EvaluationRecord(
+        trial_id=trial_id, config=config, budget=budget, val_error=float(val) if val is not None else float("nan"),
+        status=status, cost_s=float(metrics.get("cost_s", float("nan"))), finished_at=finished_at,
+        bracket=int(bracket) if bracket not in (None, "", "None") else None,
+        n_params=int(metrics["n_params"]) if "n_params" in metrics else None,
+    )
