@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("jointsearch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `jointsearch spaces list | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -378,7 +378,7 @@ def run_hpbandster(settings: SearchSettings, space, tracker: SearchTracker, run_
         result_logger.iterations = lambda: master.iterations
         log.info("hpbandster: %d configurations in %d iterations %s, budgets %s, %d workers",
                  settings.num_samples, len(plan), plan, rungs, n_workers)
-        master.run(n_iterations=len(plan), min_n_workers=n_workers)
+        master.run(n_iterations=len(plan), min_n_workers=n_workers, iteration_kwargs={})  # not the shared default
         result_logger.close_all()
     finally:
         _shutdown(master, workers, nameserver)

@@ -233,13 +233,19 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
 
         def __init__(self):
             self.reached: dict[str, float] = {}
+            self.last_status: dict[str, str] = {}
+            self.retries: dict[str, int] = {}
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            tracker.trial_started(trial.trial_id, _plain_config(trial.config), _bracket_tags(scheduler, trial))
+            if not tracker.has_trial(trial.trial_id):
+                tracker.trial_started(trial.trial_id, _plain_config(trial.config), _bracket_tags(scheduler, trial))
+            else:
+                tracker.set_trial_state(trial.trial_id, "running")
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             budget = float(result["budget"])
             self.reached[trial.trial_id] = budget
+            self.last_status[trial.trial_id] = str(result.get("status", "ok"))
             metrics = {k: v for k, v in result.items() if k not in not_trainer_keys
                        and (k == "status" or isinstance(v, (int, float)) and not isinstance(v, bool))}
             metrics = {k: v for k, v in metrics.items() if not (isinstance(v, float) and not math.isfinite(v))}
@@ -247,18 +253,35 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
 
         def on_step_end(self, iteration, trials, **info):
             for trial in trials:
-                if trial.status in ("RUNNING", "PAUSED") and trial.trial_id in tracker._trial_runs:
+                if trial.status in ("RUNNING", "PAUSED") and tracker.has_trial(trial.trial_id):
                     tracker.set_trial_state(trial.trial_id, trial.status.lower())
 
         def on_trial_complete(self, iteration, trials, trial, **info):
+            status = self.last_status.get(trial.trial_id, "ok")
+            if status != "ok":
+                tracker.trial_ended(trial.trial_id, "failed", f"{status}: the validation error was not finite",
+                                    kind=status)
+                return
             done = self.reached.get(trial.trial_id, 0.0) >= max_budget - 1e-9
             tracker.trial_ended(trial.trial_id, "completed" if done else "stopped")
 
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
+            reason = _error_line(trial)
+            tracker.set_trial_tags(trial.trial_id, {"retries": self.retries[trial.trial_id], "last_error": reason[:4000]})
+            tracker.set_trial_state(trial.trial_id, "retrying")
+
         def on_trial_error(self, iteration, trials, trial, **info):
             reason = _error_line(trial)
-            tracker.trial_ended(trial.trial_id, "failed", reason)
+            tracker.trial_ended(trial.trial_id, "failed", reason, kind=failure_kind(reason))
 
     return TrackingCallback()
+
+
+def failure_kind(reason: str) -> str:
+    """``oom`` for out-of-memory errors (CUDA or host), else ``exception``."""
+    lowered = reason.lower()
+    return "oom" if "outofmemory" in lowered or "out of memory" in lowered or "memoryerror" in lowered else "exception"
 
 
 def _error_line(trial) -> str:

@@ -56,3 +56,28 @@ def noop_trainer(config: dict, budget: float) -> float:
 def minimal_trainer(config, budget):
     """A user's trainer as small as the contract allows: (config, budget) -> float."""
     return synthetic_error(config, budget)
+
+
+def _config_hash(config: dict) -> int:
+    return int(hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:8], 16)
+
+
+def faulty_trainer(config: dict, budget: float, *, fault: str = "raise", fault_every: int = 3,
+                   fault_budget: float = 0.0, marker_dir: str | None = None, **context: Any) -> dict:
+    """The fake trainer, except that every ``fault_every``-th configuration (by hash) fails at
+    budgets above ``fault_budget``: ``raise`` (RuntimeError), ``nan`` (returns NaN), ``oom``
+    (raises MemoryError, as a host out-of-memory does), or ``flaky`` (raises the first time it
+    sees a configuration, succeeds when retried; needs ``marker_dir`` shared by the workers)."""
+    if _config_hash(config) % fault_every == 0 and budget > fault_budget:
+        if fault == "raise":
+            raise RuntimeError(f"injected failure at budget {budget:g}")
+        if fault == "nan":
+            return {"val_error": float("nan")}
+        if fault == "oom":
+            raise MemoryError(f"injected out of memory at budget {budget:g}")
+        if fault == "flaky":
+            marker = Path(marker_dir or ".") / str(_config_hash(config))
+            if not marker.exists():
+                marker.write_text("failed once")
+                raise RuntimeError("injected transient failure")
+    return fake_trainer(config, budget, **context)

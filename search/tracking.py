@@ -184,13 +184,19 @@ class SearchTracker:
             self._trial_state[trial_id] = state
             self.set_trial_tags(trial_id, {"state": state})
 
-    def trial_ended(self, trial_id: str, final_status: str, reason: str | None = None) -> None:
-        """Close a child run: ``completed`` (reached the max budget), ``stopped`` or ``failed``."""
+    def has_trial(self, trial_id: str) -> bool:
+        return trial_id in self._trial_runs
+
+    def trial_ended(self, trial_id: str, final_status: str, reason: str | None = None, kind: str | None = None) -> None:
+        """Close a child run: ``completed`` (reached the max budget), ``stopped`` or ``failed``
+        (with the reason, and its kind: ``exception``, ``oom``, ``diverged``)."""
         if trial_id not in self._trial_runs:
             return
         tags = {"state": final_status, "final_status": final_status}
         if reason:
             tags["failure_reason"] = reason[:4000]
+        if kind:
+            tags["failure_kind"] = kind
         self.set_trial_tags(trial_id, tags)
         self._trial_state[trial_id] = final_status
         self.client.set_terminated(self._trial_runs[trial_id], "FAILED" if final_status == "failed" else "FINISHED")

@@ -17,6 +17,9 @@ fixtures override only the variables that name hosts, ports and paths, so what t
 what the containers run. Programs are found on :func:`native_env`'s PATH: this interpreter's
 bin directory first (ray, mlflow, jointsearch of this virtualenv), then docker/ (mlflow-server).
 
+``ray_runtime`` (session-scoped) is one in-process local Ray for tests that call ``run_search``
+in the pytest process (tests/search, tests/dashboards/test_browser.py).
+
 Plain helpers are exposed as fixtures too (``free_port``, ``compose_command``,
 ``compose_environment``, ``compose_spec``, ``native_env``) because pytest runs with --import-mode=importlib and test
 files cannot import this module.
@@ -594,6 +597,23 @@ def make_ray_cluster() -> Callable[..., RayCluster]:
         cluster.stop()
         for _, temp_dir in cluster.nodes:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# In-process Ray (for tests that call run_search in the pytest process)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ray_runtime():
+    """One local Ray runtime for the whole session (starting Ray costs seconds on 2 cores),
+    for tests that run a search in-process; the server fixtures above never use it."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, loopback-only test runtime
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
 
 
 # --------------------------------------------------------------------------------------------

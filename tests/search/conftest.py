@@ -1,21 +1,10 @@
-"""Fixtures of the search tests: one local Ray runtime for the whole session (starting Ray
-costs seconds on 2 cores), a fresh MLflow SQLite store per test, and a factory of settings."""
-
-import os
+"""Fixtures of the search tests: a fresh MLflow SQLite store per test and a factory of settings.
+The session's local Ray runtime, ``ray_runtime``, lives in tests/conftest.py (shared with
+tests/dashboards/test_browser.py)."""
 
 import pytest
 
 from jointsearch.search import SearchSettings
-
-
-@pytest.fixture(scope="session")
-def ray_runtime():
-    import ray
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, loopback-only test runtime
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture

@@ -4,10 +4,13 @@ Pure bracket arithmetic first, then real searches on the fake trainer (about a s
 back with ``read_search`` and the ``MlflowClient`` exactly as the rest of jointsearch reads them.
 """
 
+import os
 import sys
 import textwrap
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -24,19 +27,51 @@ from jointsearch.search.tracking import SearchTracker
 pytestmark = pytest.mark.timeout(120)  # a Pyro call that cannot be delivered hangs instead of failing
 
 
-def run_search(settings, space=None, tracker_class=SearchTracker):
-    """Open the parent run as ``run_search`` does, run the backend, close it; returns (counts, results, wall_s)."""
+@dataclass(frozen=True)
+class Outcome:
+    """What one backend run left behind: its return value, the MLflow record, and leftovers."""
+
+    counts: dict
+    results: object  # read_search's SearchResults
+    wall_s: float
+    threads_left: list  # names of threads it started that were still alive afterwards (MLflow's excepted)
+    sockets_left: int  # sockets it opened and did not close (-1 where /proc is not there)
+
+
+def open_sockets() -> set:
+    fd_dir = Path("/proc/self/fd")
+    if not fd_dir.is_dir():
+        return set()
+    found = set()
+    for fd in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
+
+
+def run_search(settings, space=None, tracker_class=SearchTracker) -> Outcome:
+    """Open the parent run as ``run_search`` does, run the backend, close it, read it back."""
     space = space if space is not None else spaces.get(settings.space)
     tracker = tracker_class(settings.tracking_uri, settings.experiment, 1)
     tracker.start_search(settings.as_params(), run_name="t", budget_unit="epochs",
                          artifacts={"space.json": spaces.to_json(space)})
+    threads_before, sockets_before = set(threading.enumerate()), open_sockets()
     started = time.monotonic()
     try:
         counts = run_hpbandster(settings, space, tracker, "t")
     finally:
+        wall_s = time.monotonic() - started
+        time.sleep(0.1)
+        threads_left = [t.name for t in threading.enumerate()
+                        if t not in threads_before and t.is_alive() and not t.name.startswith("MLflow")]
+        sockets_left = len(open_sockets() - sockets_before) if Path("/proc/self/fd").is_dir() else -1
         tracker.end_search()
-    wall_s = time.monotonic() - started
-    return counts, read_search(settings.tracking_uri, settings.experiment, tracker.parent_run_id), wall_s
+    results = read_search(settings.tracking_uri, settings.experiment, tracker.parent_run_id)
+    return Outcome(counts, results, wall_s, threads_left, sockets_left)
 
 
 def history(settings, run_id, metric):
@@ -77,12 +112,42 @@ class TestBrackets:
         assert trial_id_of((np.int64(2), 1, 0)) == "hb-2-1-0"
 
 
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One SQLite store for the module (creating one costs seconds); each test has its own experiment."""
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def settings_in_store(make_settings, store, request):
+    """``make_settings`` writing into the module's store, in an experiment named after the test."""
+    def make(**overrides):
+        return make_settings(**{"mlflow_uri": store, "experiment": request.node.name, **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def nine_configurations(tmp_path_factory, store):
+    """One search shared by the tests that only read it: num_samples=9 (one s=2 bracket), 2 workers.
+
+    The settings are those of conftest's ``make_settings``, which is per test."""
+    from jointsearch.search import SearchSettings
+
+    tmp = tmp_path_factory.mktemp("hpbandster")
+    settings = SearchSettings(space="tiny", dataset="digits", min_budget=1, max_budget=9, eta=3, num_samples=9,
+                              mlflow_uri=store, experiment="nine",
+                              storage_path=str(tmp / "ray_results"), trainer="jointsearch.search.testing:fake_trainer",
+                              seed=1, max_concurrent=2)
+    return settings, run_search(settings)
+
+
 class TestSearch:
-    def test_every_configuration_is_a_child_run_with_its_budgets(self, make_settings):
+    def test_every_configuration_is_a_child_run_with_its_budgets(self, nine_configurations):
         """One s=2 bracket of 9: 9 evaluations at 1, 3 at 3, 1 at 9; one completed trial, 8 stopped."""
-        settings = make_settings(num_samples=9, max_concurrent=2)
-        counts, results, wall_s = run_search(settings)
-        assert counts == {"trials": 9, "errors": 0}
+        settings, outcome = nine_configurations
+        results = outcome.results
+        assert outcome.counts == {"trials": 9, "errors": 0}
         assert len(results.trial_runs) == 9
         assert sorted(results.trial_runs) == [f"hb-0-0-{i}" for i in range(9)]
         per_budget = {}
@@ -100,12 +165,12 @@ class TestSearch:
             steps = sorted(history(settings, run_id, "val_error"))
             assert steps == [1, 3, 9][:len(steps)]
             assert run.data.tags["rung"] == str(len(steps) - 1)
-        assert wall_s < 20
+        assert outcome.wall_s < 20
 
-    def test_promoted_configurations_continue_from_their_state(self, make_settings):
+    def test_promoted_configurations_continue_from_their_state(self, nine_configurations):
         """The fake trainer records what it trained: 1 -> 3 trains 2 more, 3 -> 9 trains 6 more."""
-        settings = make_settings(num_samples=9)
-        _, results, _ = run_search(settings)
+        settings, outcome = nine_configurations
+        results = outcome.results
         promotions = 0
         for run_id in results.trial_runs.values():
             trained = history(settings, run_id, "trained_budget")
@@ -118,11 +183,20 @@ class TestSearch:
                 promotions += 1
         assert promotions == 4  # 3 promoted to budget 3, 1 of them to budget 9
 
-    def test_several_brackets_and_workers(self, make_settings):
+    def test_threads_sockets_and_state_are_cleaned_up(self, nine_configurations):
+        """No Pyro thread or socket (nameserver, dispatcher, worker daemons, proxies) outlives the search."""
+        settings, outcome = nine_configurations
+        assert outcome.threads_left == []
+        assert outcome.sockets_left <= 0
+        assert list(Path(settings.storage_path).iterdir()) == []  # continuation states are removed
+
+    def test_several_brackets_and_workers(self, settings_in_store):
         """num_samples=20 runs brackets of 9, 3, 3 and a cut one of 5 on 3 workers."""
-        settings = make_settings(num_samples=20, max_concurrent=3)
-        counts, results, _ = run_search(settings)
-        assert counts == {"trials": 20, "errors": 0}
+        settings = settings_in_store(num_samples=20, max_concurrent=3)
+        outcome = run_search(settings)
+        results = outcome.results
+        assert outcome.counts == {"trials": 20, "errors": 0}
+        assert outcome.threads_left == [] and outcome.sockets_left <= 0
         brackets = {}
         for tags in results.trial_tags.values():
             key = (tags["band"], tags["bracket"])
@@ -130,34 +204,25 @@ class TestSearch:
         assert brackets == {("0", "2"): 9, ("0", "1"): 3, ("0", "0"): 3, ("1", "2"): 5}
         assert {r.budget for r in results.records} == {1.0, 3.0, 9.0}
 
-    def test_numpy_values_cross_pyro_as_plain_python(self, make_settings):
+    def test_numpy_values_cross_pyro_as_plain_python(self, settings_in_store):
         """ConfigSpace 1.x samples categoricals as numpy.str_ and hpbandster's budgets are numpy
         floats; serpent refuses the one and garbles the other, which used to hang the search."""
         space = ConfigurationSpace(seed=0)
         space.add([Categorical("optimizer", ["sgd", "adam"]), Integer("batch_size", (16, 64), log=True),
                    Float("learning_rate", (0.001, 1.0), log=True)])
-        settings = make_settings(num_samples=9)
-        counts, results, _ = run_search(settings, space)
-        assert counts == {"trials": 9, "errors": 0}
+        settings = settings_in_store(num_samples=9)
+        outcome = run_search(settings, space)
+        results = outcome.results
+        assert outcome.counts == {"trials": 9, "errors": 0}
         assert {r.config["optimizer"] for r in results.records} <= {"sgd", "adam"}
         assert {r.budget for r in results.records} == {1.0, 3.0, 9.0}
 
-    def test_same_seed_same_configurations(self, make_settings, tmp_path):
+    def test_same_seed_same_configurations(self, settings_in_store):
         def configs(experiment):
-            settings = make_settings(num_samples=4, seed=5, experiment=experiment)
-            _, results, _ = run_search(settings)
-            return {r.trial_id: r.config for r in results.records}
+            settings = settings_in_store(num_samples=4, seed=5, experiment=experiment)
+            return {r.trial_id: r.config for r in run_search(settings).results.records}
 
         assert configs("a") == configs("b")
-
-    def test_threads_and_state_are_cleaned_up(self, make_settings, tmp_path):
-        settings = make_settings(num_samples=9, max_concurrent=2)
-        before = threading.active_count()
-        run_search(settings)
-        time.sleep(0.2)
-        assert not [t.name for t in threading.enumerate() if "Pyro" in t.name or "worker" in t.name.lower()]
-        assert threading.active_count() <= before + 1  # MLflow may start a telemetry thread
-        assert list((tmp_path / "ray_results").iterdir()) == []  # continuation states are removed
 
 
 FAILING_TRAINER = """
@@ -171,15 +236,16 @@ def fit(config, budget, **context):
 
 
 class TestFailures:
-    def test_a_raising_trainer_fails_its_trial_and_the_search_goes_on(self, make_settings, tmp_path, monkeypatch):
+    def test_a_raising_trainer_fails_its_trial_and_the_search_goes_on(self, settings_in_store, tmp_path, monkeypatch):
         """All 3 promotions to budget 3 raise; hpbandster then samples a fresh configuration for the
         empty budget-9 slot (config id (0, 2, 0)), which raises too."""
         (tmp_path / "hb_failing_trainer.py").write_text(textwrap.dedent(FAILING_TRAINER))
         monkeypatch.syspath_prepend(str(tmp_path))
         monkeypatch.delitem(sys.modules, "hb_failing_trainer", raising=False)
-        settings = make_settings(num_samples=9, trainer="hb_failing_trainer:fit")
-        counts, results, _ = run_search(settings)
-        assert counts == {"trials": 10, "errors": 4}
+        settings = settings_in_store(num_samples=9, trainer="hb_failing_trainer:fit")
+        outcome = run_search(settings)
+        results = outcome.results
+        assert outcome.counts == {"trials": 10, "errors": 4}
         failed = {t: tags for t, tags in results.trial_tags.items() if tags["final_status"] == "failed"}
         assert sorted(failed) != [] and "hb-0-2-0" in failed and len(failed) == 4
         for trial_id, tags in failed.items():
@@ -191,14 +257,14 @@ class TestFailures:
             assert sorted(history(settings, results.trial_runs[trial_id], "val_error")) == [1]
         assert sum(tags["final_status"] == "stopped" for tags in results.trial_tags.values()) == 6
 
-    def test_a_tracking_error_aborts_the_search_instead_of_hanging(self, make_settings):
+    def test_a_tracking_error_aborts_the_search_instead_of_hanging(self, settings_in_store):
         class BrokenTracker(SearchTracker):
             def evaluation(self, trial_id, budget, metrics, rung=None):
                 raise OSError("tracking store unreachable")
 
-        settings = make_settings(num_samples=9)
-        before = threading.active_count()
+        settings = settings_in_store(num_samples=9)
+        before = set(threading.enumerate())
         with pytest.raises(RuntimeError, match="tracking store unreachable"):
             run_search(settings, tracker_class=BrokenTracker)
-        time.sleep(0.2)
-        assert threading.active_count() <= before + 1
+        time.sleep(0.1)
+        assert [t.name for t in threading.enumerate() if t not in before and not t.name.startswith("MLflow")] == []
