@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any
 
 import numpy as np
@@ -112,12 +111,6 @@ def hartmann6_regret(config: dict) -> float:
     return HARTMANN_MAX - _hartmann(x, 1.0)
 
 
-# --- the registry the benchmark scripts walk -------------------------------------------------
-
-def ray_can_import() -> str:
-    """A trivial remote-callable check: returns this module's file, proving workers can import it."""
+def where() -> str:
+    """This module's file: called in a Ray worker, it proves the workers can import ``bench``."""
     return __file__
-
-
-def is_finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -241,8 +241,10 @@ class TrackingResultLogger:
     The master calls ``new_config`` when it samples a configuration (before its first job) and
     ``__call__`` with every finished job, both from its own threads; a lock keeps the tracker's
     calls one at a time whatever hpbandster does. A trial ends as soon as we know its fate:
-    ``failed`` when a job raised, ``completed`` when it was evaluated at the max budget,
-    ``stopped`` (not promoted) when its bracket has finished, or at the end of the search.
+    ``failed`` when a job raised (kind ``exception`` or ``oom``, the exception's last line as
+    the reason) or its error was not finite (kind ``diverged``), ``completed`` when it was
+    evaluated at the max budget, ``stopped`` (not promoted) when its bracket has finished, or
+    at the end of the search.
 
     A tracking error must not kill hpbandster's callback thread (the master would wait forever
     for that job): it is logged, the first one is kept in ``error`` and ``abort`` is set so the
@@ -281,12 +283,18 @@ class TrackingResultLogger:
             if job.exception is not None or job.result is None:
                 self.n_failed_jobs += 1
                 self.open.pop(trial_id, None)
-                self._safely(self.tracker.trial_ended, trial_id, "failed", _last_line(job.exception))
+                reason = _last_line(job.exception)
+                self._safely(self.tracker.trial_ended, trial_id, "failed", reason, failure_kind(reason))
                 return
             metrics = dict((job.result or {}).get("info") or {})
             self.reached[trial_id] = max(budget, self.reached.get(trial_id, 0.0))
             self._safely(self.tracker.evaluation, trial_id, budget, metrics, rung_index(budget, self.rungs))
-            if budget >= self.rungs[-1] - 1e-9:
+            status = str(metrics.get("status", "ok"))
+            if status != "ok":  # hpbandster will not promote it (its loss is inf); as the Ray preset records it
+                self.open.pop(trial_id, None)
+                self._safely(self.tracker.trial_ended, trial_id, "failed",
+                             f"{status}: the validation error was not finite", status)
+            elif budget >= self.rungs[-1] - 1e-9:
                 self.open.pop(trial_id, None)
                 self._safely(self.tracker.trial_ended, trial_id, "completed")
             self._close_finished_brackets()
@@ -317,6 +325,12 @@ class TrackingResultLogger:
             log.exception("tracking failed; aborting the search")
             self.error = exc
             self.abort.set()
+
+
+def failure_kind(reason: str) -> str:
+    """``oom`` for out-of-memory errors (CUDA or host), else ``exception`` (as ray_tune.failure_kind)."""
+    lowered = reason.lower()
+    return "oom" if "outofmemory" in lowered or "out of memory" in lowered or "memoryerror" in lowered else "exception"
 
 
 def _last_line(text: str | None) -> str:

@@ -21,11 +21,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .budgets import budget_step
+
+# The MLflow client retries a refused connection 7 times with exponential backoff by default
+# (minutes); the tracker has its own deferral, so the client should give up quickly.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+log = logging.getLogger("jointsearch.search")
 
 KIND_TAG = "jointsearch.kind"
 TRIAL_ID_TAG = "jointsearch.trial_id"
@@ -60,33 +70,123 @@ def get_or_create_experiment(client, name: str, uri: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
-class SearchTracker:
-    """Writes one search into MLflow; every method is cheap and safe to call from a Tune callback."""
+def _unreachable(exc: BaseException) -> bool:
+    """Whether an MLflow client error means "server not reachable" (worth retrying later)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        text = f"{type(exc).__name__}: {exc}"
+        if any(s in text for s in ("ConnectionError", "Connection refused", "Max retries exceeded", "timed out",
+                                   "Failed to establish", "RemoteDisconnected", "503", "502", "504")):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
-    def __init__(self, uri: str, experiment: str, step_scale: int = 1):
+
+class SearchTracker:
+    """Writes one search into MLflow; every method is cheap and safe to call from a Tune callback.
+
+    Deferred tracking: if the tracking server stops answering during a search, operations are
+    queued in order instead of failing the search, retried every ``retry_interval_s``, and
+    flushed at the end (waiting up to ``flush_timeout_s`` for the server to come back). Each
+    queued operation resolves run ids when it runs, so a child run created while the server
+    was away still gets its metrics. The log says what was deferred.
+    """
+
+    def __init__(self, uri: str, experiment: str, step_scale: int = 1, *, retry_interval_s: float = 5.0,
+                 flush_timeout_s: float = 600.0):
+        from .errors import UsageError
+
         self.uri = uri
         self.client = client_for(uri)
-        self.experiment_id = get_or_create_experiment(self.client, experiment, uri)
+        try:
+            self.experiment_id = get_or_create_experiment(self.client, experiment, uri)
+        except Exception as exc:
+            if _unreachable(exc):
+                raise UsageError(f"the MLflow tracking server at {uri} is unreachable") from None
+            raise
         self.step_scale = step_scale
+        self.retry_interval_s = retry_interval_s
+        self.flush_timeout_s = flush_timeout_s
         self.parent_run_id: str | None = None
-        self._trial_runs: dict[str, str] = {}
+        self._trial_runs: dict[str, str] = {}  # trial id -> MLflow run id, once created
         self._trial_state: dict[str, str] = {}
         self._trial_config: dict[str, dict] = {}
         self._trial_bracket: dict[str, str | None] = {}
+        self._pending: list[tuple[str, Callable[[], None]]] = []
+        self._last_attempt = 0.0
+        self.deferred_total = 0
         self.dashboards = None  # a live.LiveDashboards, attached once the parent run exists
 
+    # --- delivery ------------------------------------------------------------------------
+    def _submit(self, what: str, op: Callable[[], None]) -> None:
+        if self._pending:
+            self._pending.append((what, op))
+            self.deferred_total += 1
+            if time.time() - self._last_attempt >= self.retry_interval_s:
+                self._drain()
+            return
+        try:
+            op()
+        except Exception as exc:
+            if not _unreachable(exc):
+                raise
+            self._last_attempt = time.time()
+            self._pending.append((what, op))
+            self.deferred_total += 1
+            log.warning("MLflow at %s is unreachable (%s); the search goes on and tracking is deferred "
+                        "until it answers again", self.uri, what)
+
+    def _drain(self) -> bool:
+        """Deliver queued operations in order; False when the server is still away."""
+        self._last_attempt = time.time()
+        delivered = 0
+        while self._pending:
+            what, op = self._pending[0]
+            try:
+                op()
+            except Exception as exc:
+                if not _unreachable(exc):
+                    log.error("MLflow refused a deferred operation (%s): %s", what, exc)
+                else:
+                    if delivered:
+                        log.warning("MLflow is back for %d deferred operations, %d still pending", delivered,
+                                    len(self._pending))
+                    return False
+            self._pending.pop(0)
+            delivered += 1
+        if delivered:
+            log.warning("MLflow at %s answers again: %d deferred tracking operations delivered", self.uri, delivered)
+        return True
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Deliver everything queued, waiting for the server up to ``timeout_s``; raise if it never came back."""
+        deadline = time.time() + (self.flush_timeout_s if timeout_s is None else timeout_s)
+        while self._pending and not self._drain():
+            if time.time() > deadline:
+                raise RuntimeError(f"MLflow at {self.uri} stayed unreachable: {len(self._pending)} tracking "
+                                   f"operations could not be delivered (first: {self._pending[0][0]})")
+            log.warning("waiting for MLflow at %s: %d tracking operations pending", self.uri, len(self._pending))
+            time.sleep(min(self.retry_interval_s, max(0.1, deadline - time.time())))
+
     def attach_dashboards(self, *, space=None, settings: Mapping[str, Any] | None = None, title: str = "",
-                          refresh_every: int = 10) -> None:
+                          refresh_every: int = 10, records=()) -> None:
         """Keep the parent run's rank correlations, heatmap and report up to date as results arrive."""
         from .live import LiveDashboards
 
         self.dashboards = LiveDashboards(lambda m, step: self.log_search_metrics(m, step), self.log_search_artifact,
                                          space=space, settings=dict(settings or {}), title=title,
                                          refresh_every=refresh_every)
+        self.dashboards.records.extend(records)
 
     # --- the search ----------------------------------------------------------------------
     def start_search(self, params: Mapping[str, str], *, run_name: str, budget_unit: str,
                      artifacts: Mapping[str, str] = {}) -> str:
+        """Create the parent run (synchronously: a search must not start untracked)."""
         from mlflow.entities import Param
 
         tags = {KIND_TAG: "search", RUN_NAME_TAG: run_name, STEP_SCALE_TAG: str(self.step_scale),
@@ -98,16 +198,32 @@ class SearchTracker:
             self.client.log_text(self.parent_run_id, text, name)
         return self.parent_run_id
 
+    def reattach(self, parent_run_id: str, trial_runs: Mapping[str, str], *, tags: Mapping[str, str] = {}) -> None:
+        """Continue tracking a search whose driver died: same parent run, its trials already known."""
+        from mlflow.entities import RunTag
+
+        self.parent_run_id = parent_run_id
+        for trial_id, run_id in trial_runs.items():
+            self._trial_runs[trial_id] = run_id
+            self._trial_state[trial_id] = "ended"
+            self._trial_config[trial_id] = {}
+        self.client.update_run(parent_run_id, status="RUNNING")
+        if tags:
+            self.client.log_batch(parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
     def log_search_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         if batch:
-            self.client.log_batch(self.parent_run_id, metrics=batch)
+            self._submit("search metrics", lambda: self.client.log_batch(self.parent_run_id, metrics=batch))
 
     def log_search_artifact(self, name: str, content: str | bytes) -> None:
         """Text or bytes (a PNG) as an artifact of the parent run, replacing an older version."""
+        self._submit(f"artifact {name}", lambda: self._log_artifact(name, content))
+
+    def _log_artifact(self, name: str, content: str | bytes) -> None:
         if isinstance(content, str):
             self.client.log_text(self.parent_run_id, content, name)
             return
@@ -122,37 +238,47 @@ class SearchTracker:
     def end_search(self, status: str = "FINISHED") -> None:
         if self.dashboards is not None and self.dashboards.records:
             self.dashboards.refresh(final=True)
-        for trial_id in list(self._trial_runs):
-            if self._trial_state.get(trial_id) not in ("completed", "stopped", "failed"):
+        for trial_id in list(self._trial_state):
+            if self._trial_state.get(trial_id) not in ("completed", "stopped", "failed", "ended"):
                 self.trial_ended(trial_id, "stopped")
         if self.parent_run_id:
-            self.client.set_terminated(self.parent_run_id, status)
+            parent = self.parent_run_id
+            self._submit("end of search", lambda: self.client.set_terminated(parent, status))
+        if self.deferred_total:
+            log.warning("%d tracking operations were deferred while MLflow was unreachable", self.deferred_total)
+        self.flush()
 
     # --- trials --------------------------------------------------------------------------
-    def trial_started(self, trial_id: str, config: Mapping[str, Any], tags: Mapping[str, str] = {}) -> str:
+    def has_trial(self, trial_id: str) -> bool:
+        return trial_id in self._trial_config
+
+    def trial_started(self, trial_id: str, config: Mapping[str, Any], tags: Mapping[str, str] = {}) -> None:
         """Open the child run of a trial (once: a paused trial that resumes keeps its run)."""
         from mlflow.entities import Param
 
-        if trial_id in self._trial_runs:
+        if self.has_trial(trial_id):
             self.set_trial_state(trial_id, "running")
-            return self._trial_runs[trial_id]
-        all_tags = {PARENT_TAG: self.parent_run_id, KIND_TAG: "trial", TRIAL_ID_TAG: trial_id,
-                    CONFIG_ID_TAG: config_id(config), RUN_NAME_TAG: f"trial-{trial_id}",
-                    "state": "running", **{k: str(v) for k, v in tags.items()}}
-        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=f"trial-{trial_id}")
-        run_id = run.info.run_id
-        self._trial_runs[trial_id] = run_id
+            return
         self._trial_state[trial_id] = "running"
         self._trial_config[trial_id] = dict(config)
         self._trial_bracket[trial_id] = tags.get("bracket")
-        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(config.items())])
-        return run_id
+        all_tags = {PARENT_TAG: self.parent_run_id, KIND_TAG: "trial", TRIAL_ID_TAG: trial_id,
+                    CONFIG_ID_TAG: config_id(config), RUN_NAME_TAG: f"trial-{trial_id}",
+                    "state": "running", **{k: str(v) for k, v in tags.items()}}
+        params = [Param(k, str(v)) for k, v in sorted(config.items())]
+
+        def create() -> None:
+            if trial_id not in self._trial_runs:  # a retried delivery must not create a second run
+                run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=f"trial-{trial_id}")
+                self._trial_runs[trial_id] = run.info.run_id
+            self.client.log_batch(self._trial_runs[trial_id], params=params)
+
+        self._submit(f"start of trial {trial_id}", create)
 
     def evaluation(self, trial_id: str, budget: float, metrics: Mapping[str, Any], rung: int | None = None) -> None:
         """One result of a trial at one budget: every numeric metric with step = budget."""
         from mlflow.entities import Metric, RunTag
 
-        run_id = self._trial_runs[trial_id]
         now = int(time.time() * 1000)
         step = budget_step(budget, self.step_scale)
         batch = [Metric("budget", float(budget), now, step)]
@@ -166,31 +292,31 @@ class SearchTracker:
             tags.append(RunTag("last_status", str(metrics["status"])))
         if rung:
             tags.append(RunTag("promoted", "true"))
-        self.client.log_batch(run_id, metrics=batch, tags=tags)
+        self._submit(f"result of trial {trial_id} at budget {budget:g}",
+                     lambda: self.client.log_batch(self._trial_runs[trial_id], metrics=batch, tags=tags))
         if self.dashboards is not None:
             from .live import record_from_metrics
 
             self.dashboards.add(record_from_metrics(trial_id, self._trial_config[trial_id], budget, dict(metrics),
                                                     now / 1000.0, self._trial_bracket.get(trial_id)))
 
-    def set_trial_tags(self, trial_id: str, tags: Mapping[str, str]) -> None:
+    def set_trial_tags(self, trial_id: str, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        if trial_id in self._trial_runs and tags:
-            self.client.log_batch(self._trial_runs[trial_id], tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        if self.has_trial(trial_id) and tags:
+            batch = [RunTag(k, str(v)) for k, v in tags.items()]
+            self._submit(f"tags of trial {trial_id}",
+                         lambda: self.client.log_batch(self._trial_runs[trial_id], tags=batch))
 
     def set_trial_state(self, trial_id: str, state: str) -> None:
         if self._trial_state.get(trial_id) != state:
             self._trial_state[trial_id] = state
             self.set_trial_tags(trial_id, {"state": state})
 
-    def has_trial(self, trial_id: str) -> bool:
-        return trial_id in self._trial_runs
-
     def trial_ended(self, trial_id: str, final_status: str, reason: str | None = None, kind: str | None = None) -> None:
         """Close a child run: ``completed`` (reached the max budget), ``stopped`` or ``failed``
         (with the reason, and its kind: ``exception``, ``oom``, ``diverged``)."""
-        if trial_id not in self._trial_runs:
+        if not self.has_trial(trial_id):
             return
         tags = {"state": final_status, "final_status": final_status}
         if reason:
@@ -199,4 +325,6 @@ class SearchTracker:
             tags["failure_kind"] = kind
         self.set_trial_tags(trial_id, tags)
         self._trial_state[trial_id] = final_status
-        self.client.set_terminated(self._trial_runs[trial_id], "FAILED" if final_status == "failed" else "FINISHED")
+        status = "FAILED" if final_status == "failed" else "FINISHED"
+        self._submit(f"end of trial {trial_id}",
+                     lambda: self.client.set_terminated(self._trial_runs[trial_id], status))

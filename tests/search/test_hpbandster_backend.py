@@ -250,12 +250,31 @@ class TestFailures:
         assert sorted(failed) != [] and "hb-0-2-0" in failed and len(failed) == 4
         for trial_id, tags in failed.items():
             assert tags["failure_reason"].startswith("ValueError: diverged at budget")
+            assert tags["failure_kind"] == "exception"
             run = mlflow.MlflowClient(settings.tracking_uri).get_run(results.trial_runs[trial_id])
             assert run.info.status == "FAILED"
         promoted_then_failed = [t for t in failed if t != "hb-0-2-0"]
         for trial_id in promoted_then_failed:  # the budget-1 result stays recorded
             assert sorted(history(settings, results.trial_runs[trial_id], "val_error")) == [1]
         assert sum(tags["final_status"] == "stopped" for tags in results.trial_tags.values()) == 6
+
+    @pytest.mark.parametrize("fault, kind, text", [
+        ("raise", "exception", "injected failure"),
+        ("nan", "diverged", "not finite"),
+        ("oom", "oom", "out of memory"),
+    ])
+    def test_failures_are_recorded_with_their_kind_like_the_ray_presets(self, settings_in_store, fault, kind, text):
+        """The shared fault injector (``testing.faulty_trainer``): every third configuration fails."""
+        settings = settings_in_store(num_samples=6, trainer="jointsearch.search.testing:faulty_trainer",
+                                     trainer_kwargs={"fault": fault, "fault_every": 3})
+        outcome = run_search(settings)
+        tags = outcome.results.trial_tags
+        failed = [t for t in tags.values() if t["final_status"] == "failed"]
+        assert 1 <= len(failed) < len(tags)
+        for trial in failed:
+            assert trial["failure_kind"] == kind and text in trial["failure_reason"]
+        assert outcome.counts["errors"] == (0 if fault == "nan" else len(failed))  # diverging is no exception
+        assert any(r.budget == 9.0 for r in outcome.results.records)  # the search went on
 
     def test_a_tracking_error_aborts_the_search_instead_of_hanging(self, settings_in_store):
         class BrokenTracker(SearchTracker):
