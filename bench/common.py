@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
+# BENCH_RESULTS_DIR redirects the output of a trial run, so it does not overwrite the figures.
+RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).resolve().parent / "results")
 
 
 def machine() -> dict[str, Any]:
     info: dict[str, Any] = {"nproc": os.cpu_count(), "platform": platform.platform(),
                             "python": platform.python_version(),
                             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    # Other work on the machine skews every timing: the load average says how much there was.
+    info["loadavg_1_5_15min"] = [round(x, 2) for x in os.getloadavg()]
     try:
         with open("/proc/meminfo") as f:
             info["mem_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
@@ -113,11 +116,22 @@ def init_ray(num_cpus: int | None = None) -> None:
 
 
 def quantiles(values: Sequence[float]) -> tuple[float, float, float]:
-    """(25th percentile, median, 75th percentile); NaN when empty; inf values sort last."""
-    import numpy as np
+    """(25th percentile, median, 75th percentile), linearly interpolated; NaN when empty.
 
-    vals = [v for v in values if not math.isnan(v)]
+    Infinite values (a run that never reached a threshold) sort last; a quantile that falls
+    between a finite value and an infinite one is infinite.
+    """
+    vals = sorted(v for v in values if not math.isnan(v))
     if not vals:
         return float("nan"), float("nan"), float("nan")
-    q = np.quantile(np.array(vals, dtype=float), [0.25, 0.5, 0.75], method="lower")
-    return float(q[0]), float(q[1]), float(q[2])
+    out = []
+    for q in (0.25, 0.5, 0.75):
+        pos = q * (len(vals) - 1)
+        lo, hi = math.floor(pos), math.ceil(pos)
+        if lo == hi:
+            out.append(float(vals[lo]))
+        elif math.isinf(vals[hi]) or math.isinf(vals[lo]):
+            out.append(math.inf if math.isinf(vals[hi]) and vals[hi] > 0 else float(vals[lo]))
+        else:
+            out.append(float(vals[lo] + (vals[hi] - vals[lo]) * (pos - lo)))
+    return out[0], out[1], out[2]

@@ -1,6 +1,6 @@
 """Search quality against the peers: final regret, budget to a threshold, anytime curves, wall time.
 
-    python -m bench.optimizers --quick     # counting ones only, small budgets, 3 seeds (minutes)
+    python -m bench.optimizers --quick     # counting ones only, budgets 9..81, 2 seeds (minutes)
     python -m bench.optimizers             # all three problems, 10 seeds (hours on 2 cores: overnight)
 
 Contenders, all given the same total budget (``--total`` max-budget-equivalents per run):
@@ -25,8 +25,8 @@ the incumbent's recorded validation error.
 
 **Budget to threshold.** The budget spent when the incumbent's regret first falls to the
 problem's threshold, as a ratio to random search's. So that random search's own figure is
-measured rather than cut off, random search is also run for ``--random-factor`` times the
-total budget on the cheap synthetic problems (it is in-process and takes milliseconds); a
+measured rather than cut off, random search is also run for ``--random-long`` max-budget
+equivalents on the cheap synthetic problems (it is in-process and takes milliseconds); a
 contender that never reaches the threshold within ``--total`` counts as infinite.
 """
 
@@ -79,11 +79,11 @@ def _space_of(name: str) -> Callable[[], Any]:
 
 
 def make_problems(quick: bool) -> dict[str, Problem]:
-    top = 243.0 if quick else 729.0  # quick: four rungs (9, 27, 81, 243) instead of five
+    top = 81.0 if quick else 729.0  # quick: three rungs (9, 27, 81) instead of five
     return {
         "counting_ones": Problem(
             "counting_ones", "bench.problems:counting_ones", problems.counting_ones_space, 9.0, top,
-            lambda c, v: problems.counting_ones_regret(c), threshold=0.1, cheap=True),
+            lambda c, v: problems.counting_ones_regret(c), threshold=0.2, cheap=True),
         "hartmann6": Problem(
             "hartmann6", "bench.problems:hartmann6", problems.hartmann6_space, 9.0, top,
             lambda c, v: problems.hartmann6_regret(c), threshold=0.5, cheap=True,
@@ -471,20 +471,20 @@ def draw(summary: dict, problem: Problem, path: Path, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="counting ones, budgets 9..243, 8 max-budgets, 3 seeds")
+    parser.add_argument("--quick", action="store_true", help="counting ones, budgets 9..81, 6 max-budgets, 2 seeds")
     parser.add_argument("--problems", nargs="+", default=None, help="counting_ones hartmann6 digits_tiny")
-    parser.add_argument("--seeds", type=int, default=None, help="runs per contender and problem (10 full, 3 quick)")
+    parser.add_argument("--seeds", type=int, default=None, help="runs per contender and problem (10 full, 2 quick)")
     parser.add_argument("--total", type=float, default=None,
-                        help="budget per run in max-budget equivalents (64 full, 8 quick; digits: a quarter)")
+                        help="budget per run in max-budget equivalents (64 full, 6 quick; digits: a quarter)")
     parser.add_argument("--eta", type=float, default=3.0)
-    parser.add_argument("--random-factor", type=float, default=50.0,
-                        help="random search's long run, for the threshold ratio, is this many times --total")
-    parser.add_argument("--contenders", nargs="+", default=None,
-                        help="subset: jointsearch presets by name, and/or hpbandster optuna random")
+    parser.add_argument("--random-long", type=float, default=3000.0,
+                        help="max-budget equivalents of random search's long run (threshold ratio; cheap problems)")
+    parser.add_argument("--presets", nargs="*", default=None, help="subset of jointsearch presets (default: all)")
+    parser.add_argument("--peers", nargs="*", default=None, help="subset of: hpbandster optuna random (default: all)")
     args = parser.parse_args(argv)
     quick = args.quick
-    seeds = args.seeds or (3 if quick else 10)
-    total = args.total or (8.0 if quick else 64.0)
+    seeds = args.seeds or (2 if quick else 10)
+    total = args.total or (6.0 if quick else 64.0)
     all_problems = make_problems(quick)
     names = args.problems or (["counting_ones"] if quick else list(all_problems))
 
@@ -494,9 +494,10 @@ def main(argv: list[str] | None = None) -> int:
     presets = [p for p in SCHEDULERS]
     skipped = [p for p in wanted_presets if p not in SCHEDULERS]
     peers = ["hpbandster", "optuna", "random"]
-    if args.contenders:
-        presets = [p for p in presets if p in args.contenders]
-        peers = [p for p in peers if p in args.contenders]
+    if args.presets is not None:
+        presets = [p for p in presets if p in args.presets]
+    if args.peers is not None:
+        peers = [p for p in peers if p in args.peers]
     print(f"mode: {'quick' if quick else 'full'}; seeds: {seeds}; total budget per run: {total:g} max-budget "
           f"equivalents; problems: {', '.join(names)}")
     print(f"jointsearch presets run: {', '.join(presets) or '(none)'}; "
@@ -525,6 +526,11 @@ def main(argv: list[str] | None = None) -> int:
                     n = max(2, int(math.ceil(1.15 * problem_total / cpt)))
                     run = run_jointsearch(preset, problem, seed, problem_total, args.eta, n, tmp)
                     spent = sum(e.cost for e in run.evaluations) / problem.max_budget
+                    if spent < 0.9 * problem_total and preset not in cost_per_trial:
+                        # The first guess of trials per budget was wrong for this preset: once, again.
+                        n = max(n + 1, int(math.ceil(1.15 * n * problem_total / max(spent, 1e-3))))
+                        run = run_jointsearch(preset, problem, seed, problem_total, args.eta, n, tmp)
+                        spent = sum(e.cost for e in run.evaluations) / problem.max_budget
                     cost_per_trial[preset] = min(cost_per_trial.get(preset, math.inf), max(spent / n, 1e-3))
                     if spent < problem_total * 0.98:
                         run.note = f"spent only {spent:.3g} of {problem_total:g} with {n} trials"
@@ -540,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name} seed {seed}: peers done ({time.time() - started_all:.0f} s so far)", flush=True)
             random_long = {}
             if "random" in peers:
-                long_total = problem_total * (args.random_factor if problem.cheap else 1.0)
+                long_total = max(args.random_long, problem_total) if problem.cheap else problem_total
                 for seed in range(seeds):
                     long_run = run_random(problem, 10_000 + seed, long_total, tmp, name="random (long)")
                     random_long[seed] = trajectory(long_run.evaluations, problem)
@@ -551,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
                                         f"({problem.min_budget:g}..{problem.max_budget:g}, eta {args.eta:g})")
             results[name] = {"problem": {k: v for k, v in asdict(problem).items() if not callable(v)},
                              "total_max_budgets": problem_total, "seeds": seeds, "contenders": summary,
-                             "figure": str(png.relative_to(RESULTS.parent.parent))}
+                             "figure": str(png)}
             rows = []
             for contender, s in summary.items():
                 if contender.startswith("_"):

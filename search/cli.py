@@ -11,6 +11,7 @@ import os
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -51,6 +52,8 @@ def _add_search(sub) -> None:
     p.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
     p.add_argument("--experiment", default=d.experiment)
     p.add_argument("--trainer", default=BUILTIN_TRAINER, help="package.module:function to search instead")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the newest unfinished search of --experiment with its recorded settings")
     p.add_argument("--dashboard-every", type=int, default=d.dashboard_every,
                    help="evaluations between live rank-correlation updates in MLflow")
 
@@ -97,8 +100,16 @@ def _build_parser() -> _Parser:
 
 
 def _cmd_search(args) -> int:
-    from .api import run_search
+    from .api import recorded_settings, run_search
 
+    if args.resume:
+        from .settings import default_mlflow_uri
+
+        settings = recorded_settings(args.mlflow_uri or default_mlflow_uri(), args.experiment)
+        settings = dataclasses.replace(settings, mlflow_uri=args.mlflow_uri or settings.mlflow_uri,
+                                       ray_address=args.ray_address or settings.ray_address)
+        summary = run_search(settings, resume=True)
+        return _print_summary(summary, settings)
     settings = SearchSettings(
         space=args.space, dataset=args.dataset, scheduler=args.scheduler, min_budget=args.min_budget,
         max_budget=args.max_budget, eta=args.eta, budget_unit=args.budget_unit, num_samples=args.num_samples,
@@ -107,8 +118,13 @@ def _cmd_search(args) -> int:
         trainer=args.trainer, data_dir=args.data_dir, storage_path=args.storage_path, max_failures=args.max_failures,
         dashboard_every=args.dashboard_every,
     )
-    summary = run_search(settings)
+    return _print_summary(run_search(settings), settings)
+
+
+def _print_summary(summary, settings) -> int:
     unit = settings.budget_unit
+    if summary.resumed:
+        print(f"resumed search {summary.search_run_id}")
     print(f"search {summary.search_run_id} in experiment {summary.experiment!r}: {summary.n_trials} trials, "
           f"{summary.n_evaluations} evaluations at budgets "
           + ", ".join(f"{b:g} {unit} (x{n})" for b, n in summary.evaluations_per_budget.items())

@@ -52,7 +52,7 @@ from jointsearch.spaces import config_dict, to_python
 from .budgets import rung_budgets
 from .settings import SearchSettings
 from .tracking import SearchTracker
-from .trainer_api import call_trainer, resolve
+from .trainer_api import call_trainer, resolve, failure_kind
 
 log = logging.getLogger("jointsearch.search.hpbandster")
 
@@ -105,9 +105,13 @@ def rung_index(budget: float, rungs: list[float]) -> int:
     return min(range(len(rungs)), key=lambda k: abs(rungs[k] - budget))
 
 
-def trial_id_of(config_id: tuple) -> str:
-    """hpbandster's config id ``(iteration, stage sampled at, index)`` as a trial id: ``hb-0-0-3``."""
-    return "hb-" + "-".join(str(int(part)) for part in config_id)
+def trial_id_of(config_id: tuple, segment: int = 0) -> str:
+    """hpbandster's config id ``(iteration, stage sampled at, index)`` as a trial id: ``hb-0-0-3``.
+
+    A resumed search restarts hpbandster's numbering, so its part gets a segment prefix
+    (``hb2-0-0-3`` for the second resume) and never reuses an earlier trial's MLflow run.
+    """
+    return f"hb{segment or ''}-" + "-".join(str(int(part)) for part in config_id)
 
 
 def plain_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -251,8 +255,9 @@ class TrackingResultLogger:
     workers end the remaining jobs at once; ``run_hpbandster`` raises it after shutdown.
     """
 
-    def __init__(self, tracker: SearchTracker, rungs: list[float], abort: threading.Event):
+    def __init__(self, tracker: SearchTracker, rungs: list[float], abort: threading.Event, segment: int = 0):
         self.tracker = tracker
+        self.segment = segment
         self.rungs = [float(b) for b in rungs]
         self.abort = abort
         self.lock = threading.Lock()
@@ -266,7 +271,7 @@ class TrackingResultLogger:
     def new_config(self, config_id, config, config_info) -> None:
         with self.lock:
             self.n_configs += 1
-            trial_id = trial_id_of(config_id)
+            trial_id = trial_id_of(config_id, self.segment)
             iteration = int(config_id[0])
             n_rungs = len(self.rungs)
             tags = {"bracket": str(bracket_of(iteration, n_rungs)), "band": str(iteration // n_rungs)}
@@ -278,7 +283,7 @@ class TrackingResultLogger:
 
     def __call__(self, job) -> None:
         with self.lock:
-            trial_id = trial_id_of(job.id)
+            trial_id = trial_id_of(job.id, self.segment)
             budget = float(job.kwargs["budget"])
             if job.exception is not None or job.result is None:
                 self.n_failed_jobs += 1
@@ -327,12 +332,6 @@ class TrackingResultLogger:
             self.abort.set()
 
 
-def failure_kind(reason: str) -> str:
-    """``oom`` for out-of-memory errors (CUDA or host), else ``exception`` (as ray_tune.failure_kind)."""
-    lowered = reason.lower()
-    return "oom" if "outofmemory" in lowered or "out of memory" in lowered or "memoryerror" in lowered else "exception"
-
-
 def _last_line(text: str | None) -> str:
     lines = [line for line in (text or "").strip().splitlines() if line.strip()]
     return lines[-1] if lines else "job failed without an error message"
@@ -349,8 +348,20 @@ def _work_root(settings: SearchSettings) -> str | None:
     return None
 
 
-def run_hpbandster(settings: SearchSettings, space, tracker: SearchTracker, run_name: str) -> dict[str, int]:
+class _Observation:
+    """An earlier evaluation in the shape hpbandster's config generators read (a finished Job)."""
+
+    def __init__(self, loss: float, budget: float, config: dict):
+        self.result = {"loss": loss}
+        self.kwargs = {"budget": budget, "config": config}
+        self.exception = None
+
+
+def run_hpbandster(settings: SearchSettings, space, tracker: SearchTracker, run_name: str,
+                   observations=()) -> dict[str, int]:
     """Run the search with hpbandster's BOHB; every result goes to ``tracker`` as it arrives.
+
+    ``observations`` (a resumed search's earlier evaluations) are fed to BOHB's KDE model first.
 
     Returns ``{"trials": configurations sampled, "errors": jobs that raised}``. The nameserver,
     the master and the workers are shut down whatever happens (their threads joined, their
@@ -370,7 +381,8 @@ def run_hpbandster(settings: SearchSettings, space, tracker: SearchTracker, run_
         space.seed(settings.seed)
     run_id = f"jointsearch-{uuid.uuid4().hex[:12]}"
     abort = threading.Event()
-    result_logger = TrackingResultLogger(tracker, rungs, abort)
+    segment = len({tid.split("-")[0] for tid in tracker.trial_ids() if tid.startswith("hb")}) if observations else 0
+    result_logger = TrackingResultLogger(tracker, rungs, abort, segment)
     work_dir = Path(tempfile.mkdtemp(prefix=f"hpbandster-{run_name}-", dir=_work_root(settings)))
     nameserver = NameServer(run_id=run_id, host=HOST, port=0)
     workers: list = []
@@ -389,6 +401,10 @@ def run_hpbandster(settings: SearchSettings, space, tracker: SearchTracker, run_
             host=HOST, min_budget=rungs[0], max_budget=rungs[-1], eta=settings.eta,
             working_directory=str(work_dir), result_logger=result_logger, logger=log,
         )
+        for r in sorted(observations, key=lambda r: r.budget):
+            if r.status == "ok" and np.isfinite(r.val_error):
+                budget = rungs[rung_index(r.budget, rungs)]
+                master.config_generator.new_result(_Observation(float(r.val_error), budget, plain_config(r.config)))
         result_logger.iterations = lambda: master.iterations
         log.info("hpbandster: %d configurations in %d iterations %s, budgets %s, %d workers",
                  settings.num_samples, len(plan), plan, rungs, n_workers)

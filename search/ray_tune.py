@@ -19,16 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from ray.tune.search import Searcher
-
-from .budgets import PROGRESS_KEY, max_units, rung_budgets
-from .presets import get_preset
-from .settings import SearchSettings
-from .tracking import SearchTracker
-from .trainer_api import call_trainer, resolve
+from typing import Any, Sequence
 
 # Quiet, lean Tune: no CSV/JSON/TensorBoard loggers per trial (we track in MLflow) and no
 # progress tables; on 2 cores these dominate the cost of small trials.
@@ -38,6 +29,15 @@ os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+import numpy as np  # noqa: E402
+from ray.tune.search import Searcher  # noqa: E402
+
+from .budgets import PROGRESS_KEY, max_units, rung_budgets
+from .presets import get_preset
+from .settings import SearchSettings
+from .tracking import SearchTracker, config_id
+from .trainer_api import call_trainer, failure_kind, resolve
 
 log = logging.getLogger("jointsearch.search")
 
@@ -158,6 +158,7 @@ class ConfigSpaceRandomSearcher(Searcher):
         self.space.seed(seed if seed is not None else int(np.random.randint(2**31)))
         self.max_concurrent = max_concurrent
         self.live: set[str] = set()
+        self.seen: set[str] = set()  # configuration ids already evaluated (also before a resume)
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         self.max_concurrent = max_concurrent
@@ -167,10 +168,67 @@ class ConfigSpaceRandomSearcher(Searcher):
         if self.max_concurrent and len(self.live) >= self.max_concurrent:
             return None
         self.live.add(trial_id)
-        return _plain_config(dict(self.space.sample_configuration()))
+        for _ in range(100):
+            config = _plain_config(dict(self.space.sample_configuration()))
+            if config_id(config) not in self.seen:
+                break
+        self.seen.add(config_id(config))
+        return config
 
     def on_trial_complete(self, trial_id, result=None, error=False):
         self.live.discard(trial_id)
+
+
+def warm_start(searcher, preset, space, observations, min_budget: float) -> int:
+    """Teach a fresh searcher what an interrupted search had already learned; returns how many
+    observations it took. BOHB gets every evaluation at its budget (in the scheduler's units, as
+    TuneBOHB reports them), TPE every configuration's error at the highest budget it reached,
+    and random search only needs to avoid proposing the same configurations again."""
+    ok = [r for r in observations if r.status == "ok" and math.isfinite(r.val_error)]
+    if preset.searcher == "bohb":
+        from ray.tune.search.bohb.bohb_search import _BOHBJobWrapper
+
+        for r in sorted(ok, key=lambda r: r.budget):
+            searcher.bohber.new_result(_BOHBJobWrapper(r.val_error, r.budget / min_budget, dict(r.config)))
+        return len(ok)
+    if preset.searcher == "tpe":
+        import optuna
+
+        last: dict[str, Any] = {}
+        for r in ok:
+            if r.trial_id not in last or r.budget >= last[r.trial_id].budget:
+                last[r.trial_id] = r
+        for r in last.values():
+            params = {k: v for k, v in r.config.items() if not _is_constant(space, k)}
+            searcher._ot_study.add_trial(optuna.trial.create_trial(
+                params=params, distributions=optuna_distributions(space, params), value=r.val_error))
+        return len(last)
+    searcher.seen.update(config_id(r.config) for r in observations)
+    return len(ok)
+
+
+def _is_constant(space, name: str) -> bool:
+    import ConfigSpace as CS
+
+    return name in space and isinstance(space[name], CS.Constant)
+
+
+def optuna_distributions(space, params: dict) -> dict:
+    import ConfigSpace as CS
+    import optuna
+
+    dists = {}
+    for name in params:
+        hp = space[name]
+        if isinstance(hp, CS.UniformIntegerHyperparameter):
+            dists[name] = optuna.distributions.IntDistribution(hp.lower, hp.upper, log=hp.log)
+        elif isinstance(hp, CS.UniformFloatHyperparameter):
+            dists[name] = optuna.distributions.FloatDistribution(hp.lower, hp.upper, log=hp.log)
+        elif isinstance(hp, CS.CategoricalHyperparameter):
+            dists[name] = optuna.distributions.CategoricalDistribution(list(hp.choices))
+        elif isinstance(hp, CS.OrdinalHyperparameter):
+            dists[name] = optuna.distributions.CategoricalDistribution(list(hp.sequence))
+    return dists
 
 
 def _searcher_and_scheduler(settings: SearchSettings, space):
@@ -278,12 +336,6 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
     return TrackingCallback()
 
 
-def failure_kind(reason: str) -> str:
-    """``oom`` for out-of-memory errors (CUDA or host), else ``exception``."""
-    lowered = reason.lower()
-    return "oom" if "outofmemory" in lowered or "out of memory" in lowered or "memoryerror" in lowered else "exception"
-
-
 def _error_line(trial) -> str:
     error = getattr(trial, "error_file", None) or ""
     try:
@@ -315,8 +367,13 @@ def init_ray(address: str | None) -> None:
         ray.init(**kwargs)
 
 
-def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: str) -> dict[str, int]:
-    """Run the search on Ray Tune; every result goes to ``tracker`` as it arrives."""
+def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: str,
+             observations: Sequence = ()) -> dict[str, int]:
+    """Run the search on Ray Tune; every result goes to ``tracker`` as it arrives.
+
+    ``observations`` are the evaluations of an interrupted search being resumed: the searcher
+    starts from them instead of from nothing.
+    """
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
@@ -324,6 +381,10 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
     rungs = tuple(rung_budgets(settings.min_budget, settings.max_budget, settings.eta))
     plan = TrialPlan(settings.trainer, settings.trainer_context(), rungs, settings.min_budget)
     searcher, scheduler = _searcher_and_scheduler(settings, space)
+    if observations:
+        taken = warm_start(searcher, get_preset(settings.scheduler), space, observations, settings.min_budget)
+        tracker.log_search_metrics({"warm_start_observations": taken})
+        log.warning("resumed: the %s searcher starts from %d earlier observations", settings.scheduler, taken)
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     storage = settings.storage_path or str(Path.cwd() / "ray_results")
     if "://" not in storage:

@@ -30,6 +30,7 @@ class SearchResults:
     records: list[EvaluationRecord]
     trial_runs: dict[str, str] = field(default_factory=dict)  # trial id -> child run id
     trial_tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    parent_tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def space(self):
@@ -120,7 +121,8 @@ def read_search(uri: str, experiment: str, search_run_id: str | None = None) -> 
     return SearchResults(experiment=experiment, search_run_id=parent_id, status=parent.info.status,
                          params=dict(parent.data.params), space_json=space_json,
                          budget_unit=parent.data.tags.get(BUDGET_UNIT_TAG, parent.data.params.get("budget_unit", "")),
-                         records=records, trial_runs=trial_runs, trial_tags=trial_tags)
+                         records=records, trial_runs=trial_runs, trial_tags=trial_tags,
+                         parent_tags=dict(parent.data.tags))
 
 
 def _typed_config(space, params: dict[str, str]) -> dict[str, Any]:

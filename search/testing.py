@@ -35,8 +35,14 @@ def synthetic_error(config: dict, budget: float) -> float:
 
 
 def fake_trainer(config: dict, budget: float, *, checkpoint_dir: str | None = None, save_dir: str | None = None,
-                 sleep_s: float = 0.0, **_: Any) -> dict:
-    """Pretends to train from the checkpoint's budget up to ``budget``; returns the synthetic error."""
+                 sleep_s: float | None = None, **_: Any) -> dict:
+    """Pretends to train from the checkpoint's budget up to ``budget``; returns the synthetic error.
+
+    ``sleep_s`` (default: the JOINTSEARCH_FAKE_SLEEP_S environment variable, else 0) makes each
+    call take that long, so that tests can interrupt a search in the middle.
+    """
+    if sleep_s is None:
+        sleep_s = float(os.environ.get("JOINTSEARCH_FAKE_SLEEP_S", "0"))
     trained_before = 0.0
     if checkpoint_dir and (Path(checkpoint_dir) / STATE_FILE).is_file():
         trained_before = json.loads((Path(checkpoint_dir) / STATE_FILE).read_text())["budget"]

@@ -239,7 +239,7 @@ class SearchTracker:
         if self.dashboards is not None and self.dashboards.records:
             self.dashboards.refresh(final=True)
         for trial_id in list(self._trial_state):
-            if self._trial_state.get(trial_id) not in ("completed", "stopped", "failed", "ended"):
+            if self._trial_state.get(trial_id) not in ("completed", "stopped", "failed", "interrupted", "ended"):
                 self.trial_ended(trial_id, "stopped")
         if self.parent_run_id:
             parent = self.parent_run_id
@@ -251,6 +251,10 @@ class SearchTracker:
     # --- trials --------------------------------------------------------------------------
     def has_trial(self, trial_id: str) -> bool:
         return trial_id in self._trial_config
+
+    def trial_ids(self) -> list[str]:
+        """Every trial this search has tracked so far (before a resume too)."""
+        return list(self._trial_config)
 
     def trial_started(self, trial_id: str, config: Mapping[str, Any], tags: Mapping[str, str] = {}) -> None:
         """Open the child run of a trial (once: a paused trial that resumes keeps its run)."""

@@ -82,3 +82,9 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         return value.item()
     return value
+
+
+def failure_kind(reason: str) -> str:
+    """``oom`` for out-of-memory errors (CUDA or host), else ``exception``: the tag a failed trial gets."""
+    lowered = reason.lower()
+    return "oom" if "outofmemory" in lowered or "out of memory" in lowered or "memoryerror" in lowered else "exception"

@@ -37,7 +37,7 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 MIN_SCREENSHOT_BYTES = 10_000
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: decided before the session-scoped ray_runtime starts
 def chromium() -> str:
     path = shutil.which("chromium")
     if path is None:
@@ -82,7 +82,7 @@ def _keep(screenshots: list[Path]) -> None:
 
 
 def test_mlflow_ui_and_report_show_the_heatmap_and_the_trials(
-    chromium, ray_runtime, make_mlflow_server, native_env, tmp_path
+    chromium, ray_runtime, make_mlflow_server, native_env, tmp_path, request
 ):
     """After a search against a real MLflow server: the UI's runs list shows the search run and
     every ``trial-...`` child run, the UI's artifact view of the search run displays
@@ -101,6 +101,12 @@ def test_mlflow_ui_and_report_show_the_heatmap_and_the_trials(
     assert len(trial_names) == summary.n_trials == 27
     shots = tmp_path / "screenshots"
     shots.mkdir()
+    # The HTML report is read back from the server by the CLI while the browser looks at the UI.
+    report = tmp_path / "report.html"
+    writing = subprocess.Popen(["jointsearch", "report", "--mlflow-uri", server.uri, "--experiment", "browser",
+                                "--out", str(report)], env=native_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    request.addfinalizer(writing.kill)  # a no-op once it has exited
 
     # The runs list, flat: the UI nests child runs under their parent only when sorted by start
     # time, so sort by val_error (best trial first, the search run last).
@@ -121,12 +127,10 @@ def test_mlflow_ui_and_report_show_the_heatmap_and_the_trials(
     assert parent.info.run_name in artifact_page
     assert f"mlflow-artifacts:/{experiment_id}/{parent.info.run_id}/artifacts/{heatmap}" in artifact_page
 
-    # The HTML report, read back from the server by the CLI and opened from disk.
-    report = tmp_path / "report.html"
-    written = subprocess.run(["jointsearch", "report", "--mlflow-uri", server.uri, "--experiment", "browser",
-                              "--out", str(report)], env=native_env(), capture_output=True, text=True,
-                             timeout=120)
-    assert written.returncode == 0, written.stderr[-3000:]
+    # The HTML report, opened from disk.
+    printed, errors = writing.communicate(timeout=120)
+    assert writing.returncode == 0, errors[-3000:]
+    assert f"{summary.n_evaluations} evaluations of {summary.n_trials} trials" in printed
     report_dom = _render(chromium, report.as_uri(), shots / "report.png", height=2400)
     assert re.search(r'<img id="rank-correlation-heatmap" [^>]*src="data:image/png;base64,[A-Za-z0-9+/]{1000}',
                      report_dom)

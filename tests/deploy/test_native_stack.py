@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,13 +24,21 @@ EXPERIMENT = "native-stack"
 NUM_SAMPLES = 4
 
 
-def _run(command: list[str], *, env: dict, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, (
-        f"{' '.join(command)} exited with {result.returncode}\n"
-        f"--- stdout ---\n{result.stdout[-3000:]}\n--- stderr ---\n{result.stderr[-5000:]}"
+def _start(command: list[str], *, env: dict, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float) -> str:
+    """Wait for a command started by :func:`_start`; its stdout, or a failure with its output."""
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()  # a no-op once it has exited
+    assert proc.returncode == 0, (
+        f"{' '.join(proc.args)} exited with {proc.returncode}\n"
+        f"--- stdout ---\n{stdout[-3000:]}\n--- stderr ---\n{stderr[-5000:]}"
     )
-    return result
+    return stdout
 
 
 def _trial_pids(storage: Path) -> set[int]:
@@ -65,9 +74,11 @@ def test_search_on_postgres_mlflow_and_two_ray_nodes_then_export_and_report(
     import ConfigSpace as CS
     import mlflow
 
-    postgres = make_postgres()
-    server = make_mlflow_server(postgres.uri, tmp_path / "artifacts")
-    cluster = make_ray_cluster(num_cpus=1, worker_cpus=1)
+    with ThreadPoolExecutor(1) as pool:  # the Ray nodes start while PostgreSQL and MLflow do
+        starting_ray = pool.submit(make_ray_cluster, num_cpus=1, worker_cpus=1)
+        postgres = make_postgres()
+        server = make_mlflow_server(postgres.uri, tmp_path / "artifacts")
+        cluster = starting_ray.result()
     mlflow_port = server.uri.rsplit(":", 1)[1]
 
     storage = tmp_path / "ray_results"
@@ -79,7 +90,7 @@ def test_search_on_postgres_mlflow_and_two_ray_nodes_then_export_and_report(
     assert search[:2] == ["jointsearch", "search"] and "--trainer" not in search  # the built-in trainer
     env = native_env({**compose_environment("search", RAY_AUTH_TOKEN=cluster.env["RAY_AUTH_TOKEN"]),
                       **cluster.env})
-    printed = _run(search, env=env, cwd=tmp_path, timeout=240).stdout
+    printed = _finish(_start(search, env=env, cwd=tmp_path), timeout=240)
     assert f"{NUM_SAMPLES} trials" in printed and "0 failed" in printed, printed
 
     # --- what the PostgreSQL-backed server holds ---------------------------------------------
@@ -106,27 +117,27 @@ def test_search_on_postgres_mlflow_and_two_ray_nodes_then_export_and_report(
     assert pids, f"no result.json under {storage}"
     assert len(_nodes_that_ran(cluster, pids)) == 2, (pids, [str(d) for _, d in cluster.nodes])
 
-    # --- export and report read it back from the server -----------------------------------------
-    best_path = tmp_path / "best.json"
-    _run(["jointsearch", "export", "--mlflow-uri", server.uri, "--experiment", EXPERIMENT,
-          "--out", str(best_path)], env=native_env(), cwd=tmp_path, timeout=120)
+    # --- export and report read it back from the server (at the same time) --------------------
+    best_path, report_path = tmp_path / "best.json", tmp_path / "report.html"
+    exporting = _start(["jointsearch", "export", "--mlflow-uri", server.uri, "--experiment", EXPERIMENT,
+                        "--out", str(best_path)], env=native_env(), cwd=tmp_path)
+    reporting = _start(["jointsearch", "report", "--mlflow-uri", server.uri, "--experiment", EXPERIMENT,
+                        "--out", str(report_path)], env=native_env(), cwd=tmp_path)
+    _finish(exporting, timeout=120)
+    reported = _finish(reporting, timeout=120)
+
     best = json.loads(best_path.read_text())
     assert best["search_run_id"] == parent.info.run_id
     assert best["run_id"] in {r.info.run_id for r in children}
-    assert best["val_error"] == pytest.approx(min(r.data.metrics["val_error"] for r in children))
-    space = CS.ConfigurationSpace.from_json(_write(tmp_path / "space.json", best["space"]))
+    # The best is the lowest val_error at the highest budget reached (3 epochs).
+    assert best["budget"] == 3 == max(r.data.metrics["budget"] for r in children)
+    assert best["val_error"] == pytest.approx(min(r.data.metrics["val_error"] for r in children
+                                                  if r.data.metrics["budget"] == 3))
+    space = CS.ConfigurationSpace.from_serialized_dict(best["space"])
     configuration = CS.Configuration(space, values=best["config"])  # raises if invalid
     space.check_configuration(configuration)
     assert dict(configuration) == best["config"]
 
-    report_path = tmp_path / "report.html"
-    printed = _run(["jointsearch", "report", "--mlflow-uri", server.uri, "--experiment", EXPERIMENT,
-                    "--out", str(report_path)], env=native_env(), cwd=tmp_path, timeout=120).stdout
-    assert f"of {NUM_SAMPLES} trials from search {parent.info.run_id}" in printed
+    assert f"of {NUM_SAMPLES} trials from search {parent.info.run_id}" in reported
     html = report_path.read_text()
     assert re.search(r'<img id="rank-correlation-heatmap"[^>]* src="data:image/png;base64,[A-Za-z0-9+/]{1000}', html)
-
-
-def _write(path: Path, data) -> Path:
-    path.write_text(json.dumps(data))
-    return path
