@@ -52,6 +52,8 @@ def _add_search(sub) -> None:
     p.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
     p.add_argument("--experiment", default=d.experiment)
     p.add_argument("--trainer", default=BUILTIN_TRAINER, help="package.module:function to search instead")
+    p.add_argument("--trainer-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a keyword for the trainer (repeatable; VALUE is parsed as JSON when it can be)")
     p.add_argument("--resume", action="store_true",
                    help="continue the newest unfinished search of --experiment with its recorded settings")
     p.add_argument("--dashboard-every", type=int, default=d.dashboard_every,
@@ -116,9 +118,22 @@ def _cmd_search(args) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
         seed=args.seed, ray_address=args.ray_address, mlflow_uri=args.mlflow_uri, experiment=args.experiment,
         trainer=args.trainer, data_dir=args.data_dir, storage_path=args.storage_path, max_failures=args.max_failures,
-        dashboard_every=args.dashboard_every,
+        dashboard_every=args.dashboard_every, trainer_kwargs=_trainer_args(args.trainer_arg),
     )
     return _print_summary(run_search(settings), settings)
+
+
+def _trainer_args(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--trainer-arg must look like KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def _print_summary(summary, settings) -> int:

@@ -25,7 +25,6 @@ from typing import Any, Sequence
 # progress tables; on 2 cores these dominate the cost of small trials.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -61,10 +60,12 @@ def _plain_config(config: dict) -> dict:
 
 def trainable(config: dict, plan: TrialPlan) -> None:
     """Evaluate one configuration rung after rung, continuing from the latest checkpoint."""
+    import ray
     from ray import tune
 
     fn = resolve(plan.trainer)
     config = _plain_config(config)
+    node = ray.get_runtime_context().get_node_id()[:12]  # which node ran which rung (clusters)
     work = Path(tempfile.mkdtemp(prefix="jointsearch-trial-"))
     try:
         state_dir: Path | None = None
@@ -88,7 +89,7 @@ def trainable(config: dict, plan: TrialPlan) -> None:
             if not math.isfinite(metrics["val_error"]):
                 metrics["val_error"] = float("inf")  # schedulers sort on it; MLflow skips it
             (out / META_FILE).write_text(json.dumps({"budget": budget, "rung": rung}))
-            metrics.update(budget=budget, rung=rung, **{PROGRESS_KEY: budget / plan.min_budget})
+            metrics.update(budget=budget, rung=rung, node=node, **{PROGRESS_KEY: budget / plan.min_budget})
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(out)))
             if state_dir is not None:
                 shutil.rmtree(state_dir.parent, ignore_errors=True)
@@ -267,7 +268,7 @@ def _not_trainer_keys() -> frozenset[str]:
     from ray.tune.result import AUTO_RESULT_KEYS
 
     return frozenset(AUTO_RESULT_KEYS) | {"done", "budget", "rung", PROGRESS_KEY, "trial_id", "experiment_tag",
-                                          "should_checkpoint", "hyperband_info", "iterations_since_restore"}
+                                          "should_checkpoint", "hyperband_info", "iterations_since_restore", "node"}
 
 
 def _bracket_tags(scheduler, trial) -> dict[str, str]:
@@ -293,6 +294,7 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
             self.reached: dict[str, float] = {}
             self.last_status: dict[str, str] = {}
             self.retries: dict[str, int] = {}
+            self.nodes: dict[str, list[str]] = {}
 
         def on_trial_start(self, iteration, trials, trial, **info):
             if not tracker.has_trial(trial.trial_id):
@@ -304,6 +306,10 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
             budget = float(result["budget"])
             self.reached[trial.trial_id] = budget
             self.last_status[trial.trial_id] = str(result.get("status", "ok"))
+            nodes = self.nodes.setdefault(trial.trial_id, [])
+            if result.get("node") and result["node"] not in nodes:
+                nodes.append(result["node"])
+                tracker.set_trial_tags(trial.trial_id, {"nodes": ",".join(nodes)})
             metrics = {k: v for k, v in result.items() if k not in not_trainer_keys
                        and (k == "status" or isinstance(v, (int, float)) and not isinstance(v, bool))}
             metrics = {k: v for k, v in metrics.items() if not (isinstance(v, float) and not math.isfinite(v))}
@@ -357,6 +363,10 @@ def _concurrency_limit(settings: SearchSettings) -> int | None:
 def init_ray(address: str | None) -> None:
     import ray
 
+    if not address:
+        # On a laptop, one trial waiting for resources at a time keeps Tune's bookkeeping small;
+        # on a cluster, Tune's default lets it place trials on many nodes at once.
+        os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING,
