@@ -28,6 +28,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
+from jointsearch.spaces.io import to_python
+
 from .records import EvaluationRecord, is_ok
 
 __all__ = [
@@ -81,16 +83,6 @@ def _opt(x: float | None) -> float | None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
-
-
-def _plain(value: Any) -> Any:
-    item = getattr(value, "item", None)
-    if callable(item) and not isinstance(value, (str, bytes)):
-        try:
-            return item()
-        except (TypeError, ValueError):
-            return value
-    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,7 +413,7 @@ class ImportanceInfo:
             "sufficient": self.sufficient,
             "importances": dict(self.importances),
             "imputed": [
-                {"name": i.name, "value": _plain(i.value), "n_imputed": i.n_imputed, "source": i.source}
+                {"name": i.name, "value": to_python(i.value), "n_imputed": i.n_imputed, "source": i.source}
                 for i in self.imputed
             ],
             "skipped": dict(self.skipped),
@@ -430,7 +422,7 @@ class ImportanceInfo:
                     "name": m.name,
                     "kind": m.kind,
                     "log": m.log,
-                    "grid": [_plain(g) for g in m.grid],
+                    "grid": [to_python(g) for g in m.grid],
                     "mean_error": list(m.mean_error),
                     "n": list(m.n),
                     "n_inactive": m.n_inactive,
@@ -473,11 +465,11 @@ def _distributions_from_space(space: Any, names_seen: set[str]) -> tuple[dict, d
             dists[name] = IntDistribution(int(hp.lower), int(hp.upper), log=bool(hp.log))
             defaults[name] = int(hp.default_value)
         elif isinstance(hp, CategoricalHyperparameter):
-            dists[name] = CategoricalDistribution([_plain(c) for c in hp.choices])
-            defaults[name] = _plain(hp.default_value)
+            dists[name] = CategoricalDistribution([to_python(c) for c in hp.choices])
+            defaults[name] = to_python(hp.default_value)
         elif isinstance(hp, OrdinalHyperparameter):
-            dists[name] = CategoricalDistribution([_plain(c) for c in hp.sequence])
-            defaults[name] = _plain(hp.default_value)
+            dists[name] = CategoricalDistribution([to_python(c) for c in hp.sequence])
+            defaults[name] = to_python(hp.default_value)
         else:
             skipped[name] = f"unsupported hyperparameter type {type(hp).__name__}"
     for name in sorted(names_seen - set(space.keys())):
@@ -499,7 +491,7 @@ def _distributions_from_values(
     values: dict[str, list[Any]] = defaultdict(list)
     for c in configs:
         for k, v in c.items():
-            values[k].append(_plain(v))
+            values[k].append(to_python(v))
     dists, fills, sources, skipped = {}, {}, {}, {}
     for name, vs in sorted(values.items()):
         if len(set(map(repr, vs))) == 1:
@@ -536,7 +528,7 @@ def _distributions_from_values(
 def _coerce(value: Any, dist: Any) -> Any:
     from optuna.distributions import FloatDistribution, IntDistribution
 
-    value = _plain(value)
+    value = to_python(value)
     if isinstance(dist, IntDistribution) and isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(dist, FloatDistribution) and isinstance(value, int) and not isinstance(value, bool):

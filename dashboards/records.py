@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from jointsearch.spaces.io import to_python
+
 __all__ = ["EvaluationRecord", "records_to_json", "records_from_json", "is_ok"]
 
 
@@ -69,17 +71,6 @@ def _json_number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars (ConfigSpace hands them out) become plain Python values for JSON."""
-    item = getattr(value, "item", None)
-    if callable(item) and not isinstance(value, (str, bytes)):
-        try:
-            return item()
-        except (TypeError, ValueError):
-            return value
-    return value
-
-
 def records_to_json(records: Iterable[EvaluationRecord]) -> list[dict[str, Any]]:
     """Records as JSON-ready dicts; NaN becomes ``None`` so the output is strict JSON."""
     out = []
@@ -87,7 +78,7 @@ def records_to_json(records: Iterable[EvaluationRecord]) -> list[dict[str, Any]]
         out.append(
             {
                 "trial_id": r.trial_id,
-                "config": {k: _plain(v) for k, v in r.config.items()},
+                "config": {k: to_python(v) for k, v in r.config.items()},
                 "budget": r.budget,
                 "val_error": _json_number(r.val_error),
                 "status": r.status,

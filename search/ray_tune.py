@@ -32,6 +32,8 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 import numpy as np  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
+from jointsearch.spaces import config_dict  # noqa: E402
+
 from .budgets import PROGRESS_KEY, max_units, rung_budgets
 from .presets import get_preset
 from .settings import SearchSettings
@@ -54,17 +56,13 @@ class TrialPlan:
     min_budget: float
 
 
-def _plain_config(config: dict) -> dict:
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items()}
-
-
 def trainable(config: dict, plan: TrialPlan) -> None:
     """Evaluate one configuration rung after rung, continuing from the latest checkpoint."""
     import ray
     from ray import tune
 
     fn = resolve(plan.trainer)
-    config = _plain_config(config)
+    config = config_dict(config)
     node = ray.get_runtime_context().get_node_id()[:12]  # which node ran which rung (clusters)
     work = Path(tempfile.mkdtemp(prefix="jointsearch-trial-"))
     try:
@@ -170,7 +168,7 @@ class ConfigSpaceRandomSearcher(Searcher):
             return None
         self.live.add(trial_id)
         for _ in range(100):
-            config = _plain_config(dict(self.space.sample_configuration()))
+            config = config_dict(dict(self.space.sample_configuration()))
             if config_id(config) not in self.seen:
                 break
         self.seen.add(config_id(config))
@@ -298,7 +296,7 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
 
         def on_trial_start(self, iteration, trials, trial, **info):
             if not tracker.has_trial(trial.trial_id):
-                tracker.trial_started(trial.trial_id, _plain_config(trial.config), _bracket_tags(scheduler, trial))
+                tracker.trial_started(trial.trial_id, config_dict(trial.config), _bracket_tags(scheduler, trial))
             else:
                 tracker.set_trial_state(trial.trial_id, "running")
 

@@ -24,6 +24,8 @@ import inspect
 import math
 from typing import Any, Callable, Mapping
 
+from jointsearch.spaces.io import to_python
+
 from .errors import UsageError
 
 BUILTIN_TRAINER = "jointsearch.trainers.entry:evaluate"
@@ -75,13 +77,7 @@ def call_trainer(fn: Callable[..., Any], config: dict, budget: float, **context:
     metrics.setdefault("status", "ok")
     if not math.isfinite(metrics["val_error"]):
         metrics["status"] = "diverged"
-    return {k: _plain(v) for k, v in metrics.items()}
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
-    return value
+    return {k: to_python(v) for k, v in metrics.items()}
 
 
 def failure_kind(reason: str) -> str:

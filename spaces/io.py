@@ -53,9 +53,19 @@ def load_space(name_or_path: str | Path) -> ConfigurationSpace:
 
 
 def to_python(value: Any) -> Any:
-    """Numpy scalars -> Python values (Pyro4, JSON and MLflow refuse numpy types)."""
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()
+    """Numpy scalars -> Python values (Pyro4, JSON and MLflow refuse numpy types).
+
+    The one place for this conversion: ConfigSpace 1.x hands out numpy scalars (``numpy.str_``
+    for categoricals too), and every boundary that serialises a configuration goes through here.
+    """
+    item = getattr(value, "item", None)
+    if callable(item) and not isinstance(value, (str, bytes)):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            return value
+    if isinstance(value, str) and type(value) is not str:  # numpy.str_
+        return str(value)
     return value
 
 

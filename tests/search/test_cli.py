@@ -88,3 +88,25 @@ def test_search_export_train_end_to_end_with_the_builtin_trainer(tmp_path):
     assert trained.returncode == 0, trained.stderr[-3000:]
     result = json.loads(trained.stdout)
     assert 0 <= result["test_error"] <= 1 and 0 <= result["val_error"] <= 1 and result["budget"] == 2
+
+
+@pytest.mark.slow
+def test_a_users_own_trainer_and_space_file_from_the_cli(tmp_path):
+    """`--trainer package.module:function` with a user's ConfigSpace JSON: the minimal contract
+    (config, budget) -> error, from a module that lives outside jointsearch."""
+    (tmp_path / "mytrainer.py").write_text(
+        "def fit(config, budget):\n"
+        "    return (config['x'] - 0.3) ** 2 + (0.1 if config['opt'] == 'adam' else 0.0) + 1.0 / (1 + budget)\n")
+    space = ConfigSpace.ConfigurationSpace({"x": (0.0, 1.0), "opt": ["sgd", "adam"]})
+    (tmp_path / "myspace.json").write_text(json.dumps(space.to_serialized_dict()))
+    proc = run_cli("search", "--space", "myspace.json", "--trainer", "mytrainer:fit", "--num-samples", "6",
+                   "--min-budget", "1", "--max-budget", "9", "--experiment", "mine", cwd=tmp_path,
+                   env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    exported = run_cli("export", "--mlflow-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--experiment", "mine",
+                       "--out", "best.json", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert set(best["config"]) == {"x", "opt"} and best["trainer"] == "mytrainer:fit" and best["budget"] == 9
+    x, opt = best["config"]["x"], best["config"]["opt"]
+    assert best["val_error"] == pytest.approx((x - 0.3) ** 2 + (0.1 if opt == "adam" else 0.0) + 0.1)

@@ -42,7 +42,9 @@ def test_killed_search_resumes_without_repeating_work(scheduler, tmp_path):
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.time() + 180
-        while len(_evaluations(uri, experiment)) < 5:
+        # Reading the SQLite store before the driver has created its tables would race with the
+        # driver's own migration; Tune's storage folder appears only after the tracker started.
+        while not (tmp_path / "ray").exists() or len(_evaluations(uri, experiment)) < 5:
             assert driver.poll() is None, driver.stdout.read()[-3000:]
             assert time.time() < deadline, "the search never got going"
             time.sleep(0.5)
