@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no "creating tables" chatter on stderr
 
 import argparse
 import dataclasses
@@ -235,9 +236,6 @@ COMMANDS = {"search": _cmd_search, "spaces": _cmd_spaces, "export": _cmd_export,
 
 
 def main(argv: list[str] | None = None) -> int:
-    import logging
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "creating tables" chatter on stderr
     try:
         args = _build_parser().parse_args(argv)
         return COMMANDS[args.command](args)

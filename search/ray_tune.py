@@ -386,6 +386,9 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
     from ray.tune.logger import JsonLoggerCallback
 
     init_ray(settings.ray_address)
+    # Tune warns "Remote file not found: .../result.json" whenever a paused trial resumes before
+    # its first JSON result was written; harmless here, and it buries the user's output.
+    logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
     rungs = tuple(rung_budgets(settings.min_budget, settings.max_budget, settings.eta))
     plan = TrialPlan(settings.trainer, settings.trainer_context(), rungs, settings.min_budget)
     searcher, scheduler = _searcher_and_scheduler(settings, space)
