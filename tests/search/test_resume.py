@@ -57,8 +57,10 @@ def test_killed_search_resumes_without_repeating_work(scheduler, tmp_path):
     kept = {(r.trial_id, r.budget) for r in before.records}
     time.sleep(3.5)  # let the dead driver's heartbeat go stale (3 intervals)
 
-    resumed = subprocess.run([*CLI, "search", "--resume", "--experiment", experiment, "--mlflow-uri", uri],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    # Two ways back: `--resume` (the recorded settings), or, for one preset, the same command again.
+    again = [*CLI, *args] if scheduler == "asha" else [*CLI, "search", "--resume", "--experiment", experiment,
+                                                        "--mlflow-uri", uri]
+    resumed = subprocess.run(again, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed search {before.search_run_id}" in resumed.stdout
 
