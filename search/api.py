@@ -23,7 +23,7 @@ from jointsearch.spaces import load_space, to_json
 from .budgets import rung_budgets, step_scale
 from .presets import get_preset
 from .errors import UsageError
-from .results import SearchResults, _artifact_text, read_search
+from .results import SearchResults, artifact_text, read_search
 from .settings import SearchSettings
 from .tracking import SearchTracker
 from .trainer_api import BUILTIN_RETRAINER, call_trainer, resolve
@@ -99,7 +99,7 @@ def recorded_settings(uri: str, experiment: str, search_run_id: str | None = Non
 
     check_store_exists(uri)
     results = read_search(uri, experiment, search_run_id)
-    text = _artifact_text(client_for(uri), results.search_run_id, "settings.json")
+    text = artifact_text(client_for(uri), results.search_run_id, "settings.json")
     if not text:
         raise UsageError(f"search {results.search_run_id} has no settings.json; it cannot be resumed")
     values = json.loads(text)

@@ -80,7 +80,7 @@ def read_search(uri: str, experiment: str, search_run_id: str | None = None) -> 
     exp = _experiment(client, experiment, uri)
     parent = find_search_run(client, exp.experiment_id, search_run_id)
     parent_id = parent.info.run_id
-    space_json = _artifact_text(client, parent_id, "space.json")
+    space_json = artifact_text(client, parent_id, "space.json")
     space = None
     if space_json:
         try:
@@ -141,7 +141,7 @@ def _typed_config(space, params: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _artifact_text(client, run_id: str, path: str) -> str | None:
+def artifact_text(client, run_id: str, path: str) -> str | None:
     """The text of one artifact of a run, or None when it has none by that name."""
     import tempfile
     from pathlib import Path
