@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
-from jointsearch.spaces.io import to_python
+from jointsearch.spaces.io import optuna_distribution, to_python
 
 from .records import EvaluationRecord, is_ok
 
@@ -436,16 +436,20 @@ class ImportanceInfo:
         }
 
 
+def _typed_default(hp: Any, dist: Any) -> Any:
+    """The hyperparameter's default as the distribution's type (used to impute inactive values)."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    if isinstance(dist, FloatDistribution):
+        return float(hp.default_value)
+    if isinstance(dist, IntDistribution):
+        return int(hp.default_value)
+    return to_python(hp.default_value)
+
+
 def _distributions_from_space(space: Any, names_seen: set[str]) -> tuple[dict, dict, dict]:
     """(distributions, defaults, skipped) for the hyperparameters of a ConfigSpace space."""
-    from ConfigSpace.hyperparameters import (
-        CategoricalHyperparameter,
-        Constant,
-        FloatHyperparameter,
-        IntegerHyperparameter,
-        OrdinalHyperparameter,
-    )
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from ConfigSpace.hyperparameters import Constant
 
     dists: dict[str, Any] = {}
     defaults: dict[str, Any] = {}
@@ -458,20 +462,12 @@ def _distributions_from_space(space: Any, names_seen: set[str]) -> tuple[dict, d
         if name not in names_seen:
             skipped[name] = "inactive in every record at this budget"
             continue
-        if isinstance(hp, FloatHyperparameter):
-            dists[name] = FloatDistribution(float(hp.lower), float(hp.upper), log=bool(hp.log))
-            defaults[name] = float(hp.default_value)
-        elif isinstance(hp, IntegerHyperparameter):
-            dists[name] = IntDistribution(int(hp.lower), int(hp.upper), log=bool(hp.log))
-            defaults[name] = int(hp.default_value)
-        elif isinstance(hp, CategoricalHyperparameter):
-            dists[name] = CategoricalDistribution([to_python(c) for c in hp.choices])
-            defaults[name] = to_python(hp.default_value)
-        elif isinstance(hp, OrdinalHyperparameter):
-            dists[name] = CategoricalDistribution([to_python(c) for c in hp.sequence])
-            defaults[name] = to_python(hp.default_value)
-        else:
+        dist = optuna_distribution(hp)
+        if dist is None:
             skipped[name] = f"unsupported hyperparameter type {type(hp).__name__}"
+            continue
+        dists[name] = dist
+        defaults[name] = _typed_default(hp, dist)
     for name in sorted(names_seen - set(space.keys())):
         skipped[name] = "not in the configuration space"
     return dists, defaults, skipped

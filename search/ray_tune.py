@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
 from jointsearch.spaces import config_dict  # noqa: E402
+from jointsearch.spaces.io import optuna_distribution  # noqa: E402
 
 from .budgets import PROGRESS_KEY, max_units, rung_budgets
 from .presets import get_preset
@@ -121,6 +122,7 @@ class OptunaDefineByRun:
 
     def __call__(self, trial):
         import ConfigSpace as CS
+        import optuna
 
         space = self.space
         values: dict[str, Any] = {}
@@ -129,16 +131,16 @@ class OptunaDefineByRun:
                 continue
             if isinstance(hp, CS.Constant):
                 values[name] = hp.value
-            elif isinstance(hp, CS.UniformIntegerHyperparameter):
-                values[name] = trial.suggest_int(name, hp.lower, hp.upper, log=hp.log)
-            elif isinstance(hp, CS.UniformFloatHyperparameter):
-                values[name] = trial.suggest_float(name, hp.lower, hp.upper, log=hp.log)
-            elif isinstance(hp, CS.CategoricalHyperparameter):
-                values[name] = trial.suggest_categorical(name, list(hp.choices))
-            elif isinstance(hp, CS.OrdinalHyperparameter):
-                values[name] = trial.suggest_categorical(name, list(hp.sequence))
-            else:
+                continue
+            dist = optuna_distribution(hp)
+            if dist is None:
                 raise TypeError(f"the tpe preset cannot search {type(hp).__name__} {name!r}")
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                values[name] = trial.suggest_categorical(name, list(dist.choices))
+            elif isinstance(dist, optuna.distributions.IntDistribution):
+                values[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+            else:
+                values[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
         constants = {n: v for n, v in values.items() if isinstance(space[n], CS.Constant)}
         return constants or None
 
@@ -213,21 +215,8 @@ def _is_constant(space, name: str) -> bool:
 
 
 def optuna_distributions(space, params: dict) -> dict:
-    import ConfigSpace as CS
-    import optuna
-
-    dists = {}
-    for name in params:
-        hp = space[name]
-        if isinstance(hp, CS.UniformIntegerHyperparameter):
-            dists[name] = optuna.distributions.IntDistribution(hp.lower, hp.upper, log=hp.log)
-        elif isinstance(hp, CS.UniformFloatHyperparameter):
-            dists[name] = optuna.distributions.FloatDistribution(hp.lower, hp.upper, log=hp.log)
-        elif isinstance(hp, CS.CategoricalHyperparameter):
-            dists[name] = optuna.distributions.CategoricalDistribution(list(hp.choices))
-        elif isinstance(hp, CS.OrdinalHyperparameter):
-            dists[name] = optuna.distributions.CategoricalDistribution(list(hp.sequence))
-    return dists
+    dists = {name: optuna_distribution(space[name]) for name in params}
+    return {name: dist for name, dist in dists.items() if dist is not None}
 
 
 def _searcher_and_scheduler(settings: SearchSettings, space):
