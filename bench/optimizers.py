@@ -481,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="max-budget equivalents of random search's long run (threshold ratio; cheap problems)")
     parser.add_argument("--presets", nargs="*", default=None, help="subset of jointsearch presets (default: all)")
     parser.add_argument("--peers", nargs="*", default=None, help="subset of: hpbandster optuna random (default: all)")
+    parser.add_argument("--out", default="optimizers",
+                        help="name of the JSON written to bench/results/ (one per problem when run in parallel)")
     args = parser.parse_args(argv)
     quick = args.quick
     seeds = args.seeds or (2 if quick else 10)
@@ -586,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = check_targets(results)
     for line in targets["lines"]:
         print(line)
-    path = write_json("optimizers", {
+    path = write_json(args.out, {
         "mode": "quick" if quick else "full", "seeds": seeds, "total_max_budgets": total, "eta": args.eta,
         "jointsearch_presets": presets, "presets_skipped": skipped, "peers": peers,
         "wall_s_total": time.time() - started_all, "results": results, "targets": targets})

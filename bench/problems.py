@@ -111,6 +111,29 @@ def hartmann6_regret(config: dict) -> float:
     return HARTMANN_MAX - _hartmann(x, 1.0)
 
 
+# --- a trainer that only takes time ---------------------------------------------------------
+
+
+def sleeping(config: dict, budget: float, sleep_s: float = 1.0, log_path: str | None = None,
+             **_: Any) -> float:
+    """An evaluation that takes ``sleep_s`` seconds and no CPU (bench.overhead's measured share).
+
+    Appends ``start end`` (``time.time()``) to ``log_path``, one line per call, so the benchmark
+    can tell the time spent inside the trainer from the time spent around it. Returns a value
+    that depends on the configuration and the budget, so the searchers have something to rank.
+    """
+    import time
+
+    start = time.time()
+    time.sleep(sleep_s)
+    end = time.time()
+    if log_path:
+        with open(log_path, "a") as f:
+            f.write(f"{start:.6f} {end:.6f}\n")
+    digest = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    return int(digest[:8], 16) / 2 ** 32 / (1.0 + budget)
+
+
 def where() -> str:
     """This module's file: called in a Ray worker, it proves the workers can import ``bench``."""
     return __file__

@@ -17,8 +17,9 @@ its random crop, CutOut, MixUp (two cross-entropies), the SGDR learning rate and
 reseeding included. The first epoch is the warm-up, the second is timed, using the training
 time the loop reports through its ``report`` callback (its validation passes are excluded).
 **plain** is the textbook loop over the same network (``models.build_model``), the same batch
-size and SGD with Nesterov momentum: no augmentation at all (so it does strictly less work than
-jointsearch's loop), index a batch, forward, cross-entropy, backward, step.
+size and SGD with Nesterov momentum: a shuffle per epoch, then per step index a batch, forward,
+cross-entropy, backward, step. No augmentation at all, so it does strictly less work than
+jointsearch's loop, whose crop, flip, CutOut and MixUp are therefore inside the ratio.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the growth of the
 process's peak resident set (``ru_maxrss``) over the measurement, which is why every
@@ -118,8 +119,10 @@ def measure(name: str, loop: str, steps: int) -> dict:
         model.train()
 
         def epoch():
+            perm = torch.randperm(n, device=dev)  # what DataLoader(shuffle=True) does
             for i in range(steps):
-                x, y = x_all[i * batch:(i + 1) * batch], y_all[i * batch:(i + 1) * batch]
+                idx = perm[i * batch:(i + 1) * batch]
+                x, y = x_all[idx], y_all[idx]
                 if device == "cuda":
                     x = x.contiguous(memory_format=torch.channels_last)
                     with torch.autocast("cuda", dtype=torch.bfloat16):

@@ -27,8 +27,8 @@ normalisation of the same input, and sharing it is what PreAct ResNet does for t
 shortcut, so one branch is exactly the PreAct block.
 
 Randomness: Shake-Shake and ShakeDrop draw from torch's global generator (``torch.rand`` on the
-input's device). The training loop seeds it with ``torch.manual_seed`` before every forward so
-training is reproducible and resumable; backward weights are drawn in the forward and saved, so
+input's device). The training loop reseeds that device's default generator before every forward
+so training is reproducible and resumable; backward weights are drawn in the forward and saved, so
 the backward pass consumes no random numbers.
 """
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from jointsearch.trainers.augment import (
-    crop_padding, cutout, cutout_mask, mixup, random_crop, random_flip, sample_beta,
+    crop_padding, cutout, cutout_mask, mixup, mixup_weight, random_crop, random_flip,
 )
 
 
@@ -30,10 +30,11 @@ def test_crop_padding_is_an_eighth_at_least_one():
 @pytest.mark.parametrize("fn", [
     lambda x, g: random_crop(x, 2, g),
     lambda x, g: random_crop(x, 2, g, mode="zeros"),
+    lambda x, g: random_crop(x, 2, g, flip=True),
     random_flip,
     lambda x, g: cutout(x, 5, g),
     lambda x, g: mixup(x, torch.arange(len(x)), 0.4, g)[0],
-], ids=["crop-reflect", "crop-zeros", "flip", "cutout", "mixup"])
+], ids=["crop-reflect", "crop-zeros", "crop-flip", "flip", "cutout", "mixup"])
 def test_shape_preserved_deterministic_and_seed_dependent(fn, batch):
     a = fn(batch, make_generator(1))
     b = fn(batch, make_generator(1))
@@ -53,6 +54,19 @@ def test_crop_output_is_a_window_of_the_padded_image(batch):
         assert found, "crop is not a window of the padded image"
         offsets.add(found[0])
     assert len(offsets) > 1, "every image got the same offset"
+
+
+def test_crop_with_flip_is_a_window_or_its_mirror_image(batch):
+    out = random_crop(batch, 2, make_generator(5), mode="reflect", flip=True)
+    padded = F.pad(batch, (2, 2, 2, 2), mode="reflect")
+    kinds = []
+    for img, pad in zip(out, padded):
+        windows = [pad[:, dy:dy + 12, dx:dx + 12] for dy in range(5) for dx in range(5)]
+        plain = any(torch.equal(w, img) for w in windows)
+        mirrored = any(torch.equal(w.flip(2), img) for w in windows)
+        assert plain or mirrored, "output is neither a window of the padded image nor its mirror"
+        kinds.append(mirrored and not plain)
+    assert any(kinds) and not all(kinds), "flip=True should mirror some images, not all"
 
 
 def test_flip_mirrors_some_images_and_keeps_others(batch):
@@ -92,23 +106,29 @@ def test_cutout_length_zero_is_identity(batch):
 
 
 @pytest.mark.parametrize("alpha", [0.2, 1.0, 2.0])
-def test_beta_sampler_matches_beta_moments(alpha):
-    lam = sample_beta(alpha, 20000, make_generator(7), "cpu")
+def test_mixup_weight_has_beta_moments_across_seeds(alpha):
+    lam = torch.tensor([mixup_weight(alpha, seed) for seed in range(20000)])
     assert ((lam >= 0) & (lam <= 1)).all()
     assert float(lam.mean()) == pytest.approx(0.5, abs=0.02)
     assert float(lam.var()) == pytest.approx(1 / (4 * (2 * alpha + 1)), rel=0.08)
 
 
+def test_mixup_weight_is_a_function_of_its_seed():
+    assert mixup_weight(0.2, 5) == mixup_weight(0.2, 5)
+    assert mixup_weight(0.2, 5) != mixup_weight(0.2, 6)
+    assert mixup_weight(0.0, 5) == 1.0 and mixup_weight(-1.0, 5) == 1.0
+
+
 def test_mixup_mixes_with_a_permutation(batch):
     y = torch.arange(len(batch))
-    mixed, y_a, y_b, lam = mixup(batch, y, 0.2, make_generator(4))
-    assert lam.dim() == 0 and 0.0 <= float(lam) <= 1.0
+    lam = 0.3
+    mixed, y_a, y_b = mixup(batch, y, lam, make_generator(4))
     assert torch.equal(y_a, y)
-    assert sorted(y_b.tolist()) == y.tolist()
+    assert sorted(y_b.tolist()) == y.tolist() and not torch.equal(y_b, y)
     assert torch.allclose(mixed, lam * batch + (1 - lam) * batch[y_b], atol=1e-6)
 
 
-def test_mixup_alpha_zero_is_identity(batch):
+def test_mixup_weight_one_is_identity(batch):
     y = torch.arange(len(batch))
-    mixed, y_a, y_b, lam = mixup(batch, y, 0.0, make_generator())
-    assert mixed is batch and torch.equal(y_b, y) and float(lam) == 1.0
+    mixed, y_a, y_b = mixup(batch, y, 1.0, make_generator())
+    assert mixed is batch and torch.equal(y_b, y)
