@@ -531,6 +531,23 @@ class RayCluster:
         return _live_processes(sessions=[proc.pid for proc, _ in self.nodes],
                                mentions=[str(temp_dir) for _, temp_dir in self.nodes])
 
+    def kill_node(self, index: int) -> None:
+        """SIGKILL node ``index`` (0 = head) and everything of it, as a machine dying would:
+        no clean shutdown, its running tasks and actors vanish."""
+        proc, temp_dir = self.nodes[index]
+        deadline = time.monotonic() + 10
+        while True:
+            left = _live_processes(sessions=[proc.pid], mentions=[str(temp_dir)])
+            if not left or time.monotonic() > deadline:
+                break
+            for pid, _ in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.2)
+        proc.wait(timeout=10)
+
     def stop(self) -> None:
         """Stop this cluster only (never a bare ``ray stop``, which would stop every Ray on
         the machine): SIGTERM each ``ray start --block`` (it stops its node's processes), then

@@ -6,6 +6,7 @@ import collections
 import os
 import subprocess
 import sys
+import time
 
 import mlflow
 import pytest
@@ -42,3 +43,46 @@ def test_search_on_a_two_node_cluster_uses_both_nodes(make_ray_cluster, tmp_path
         moved += len(nodes_per_trial[trial_id]) > 1
     print(f"trials per node: {collections.Counter(n for ns in nodes_per_trial.values() for n in ns)}; "
           f"trials that moved between nodes: {moved}")
+
+
+def test_search_survives_a_worker_node_dying_mid_search(make_ray_cluster, tmp_path):
+    """SIGKILL the second node once it has trained: the search must go on and finish on the
+    head, leave no trial run RUNNING in MLflow (what the node was running ends FINISHED, when
+    Tune reschedules it, or FAILED) and exit 0: a lost machine is a cluster event, not the end
+    of the search."""
+    cluster = make_ray_cluster(num_cpus=1, worker_cpus=1)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jointsearch.search.cli", "search", "--ray-address", cluster.address,
+         "--trainer", "jointsearch.search.testing:fake_trainer", "--num-samples", "6", "--min-budget", "1",
+         "--max-budget", "9", "--eta", "3", "--experiment", "node-death", "--mlflow-uri", uri,
+         "--storage-path", str(tmp_path / "storage"), "--cpus-per-trial", "1",
+         "--trainer-arg", "sleep_s=3"],
+        cwd=tmp_path, env={**os.environ, **cluster.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    # Kill the worker once both nodes have trained something: then a trial is on it right now.
+    deadline = time.monotonic() + 240
+    nodes: set[str] = set()
+    while len(nodes) < 2:
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        assert time.monotonic() < deadline, "the search never used both nodes"
+        time.sleep(1)
+        try:
+            results = read_search(uri, "node-death")
+        except Exception:  # the store or the experiment is not there yet
+            continue
+        nodes = {n for tags in results.trial_tags.values() for n in tags.get("nodes", "").split(",") if n}
+    before = len(results.records)
+    cluster.kill_node(1)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+
+    results = read_search(uri, "node-death")
+    client = mlflow.MlflowClient(uri)
+    statuses = collections.Counter(client.get_run(r).info.status for r in results.trial_runs.values())
+    assert statuses["RUNNING"] == 0, statuses  # no trial run left open by the dead node
+    assert len(results.records) > before  # the search went on after the node died
+    assert results.status == "FINISHED"
+    moved = [t for t, tags in results.trial_tags.items() if len(tags.get("nodes", "").split(",")) > 1]
+    print(f"evaluations before the kill: {before}, after: {len(results.records)}; trial run statuses: "
+          f"{dict(statuses)}; trials that ran on both nodes: {len(moved)}")
