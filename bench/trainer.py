@@ -193,33 +193,39 @@ def main(argv: list[str] | None = None) -> int:
         for loop in ("plain", "jointsearch"):
             samples = measured[loop]
             ips = [s["images_per_s"] for s in samples]
-            per_loop[loop] = {"images_per_s_median": quantiles(ips)[1], "images_per_s": ips,
+            per_loop[loop] = {"images_per_s_median": quantiles(ips)[1], "images_per_s_best": max(ips),
+                              "images_per_s": ips,
                               "peak_mib_median": quantiles([s["peak_mib"] for s in samples])[1],
                               "samples": samples}
             print(f"  {name} {loop}: {quantiles(ips)[1]:.1f} images/s", flush=True)
         ratio = per_loop["jointsearch"]["images_per_s_median"] / per_loop["plain"]["images_per_s_median"]
+        # Other work on the machine only ever slows a run down: the best of the repeats is the
+        # estimate least touched by it (timeit's rule), reported beside the median ratio.
+        ratio_best = per_loop["jointsearch"]["images_per_s_best"] / per_loop["plain"]["images_per_s_best"]
         verdicts[name] = ratio >= TARGET_RATIO
         params = count_parameters(configurations()[name], 3, 10)
         results.append({"config": name, "params": params, "batch_size": per_loop["plain"]["samples"][0]["batch_size"],
-                        "timed_steps": steps, "ratio": ratio, "target_met": verdicts[name], **per_loop})
+                        "timed_steps": steps, "ratio": ratio, "ratio_best": ratio_best, "target_met": verdicts[name],
+                        **per_loop})
         rows.append([name, f"{params / 1e6:.2f}M", per_loop["plain"]["samples"][0]["batch_size"],
                      f"{steps} x {repeats}", per_loop["plain"]["images_per_s_median"],
-                     per_loop["jointsearch"]["images_per_s_median"], f"{ratio:.3f}",
+                     per_loop["jointsearch"]["images_per_s_median"], f"{ratio:.3f}", f"{ratio_best:.3f}",
                      per_loop["plain"]["peak_mib_median"], per_loop["jointsearch"]["peak_mib_median"],
                      "met" if verdicts[name] else "NOT MET"])
     print()
     print(table(["config", "params", "batch", "timed steps x runs", "plain img/s", "jointsearch img/s",
-                 "ratio", "plain peak MiB", "jointsearch peak MiB", f">= {TARGET_RATIO}x plain"], rows))
+                 "ratio (medians)", "ratio (bests)", "plain peak MiB", "jointsearch peak MiB", f">= {TARGET_RATIO}x plain"], rows))
     kind = "cuda max_memory_allocated" if device == "cuda" else "growth of peak RSS (ru_maxrss) during the measurement"
     print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} CPUs: other work on the machine skews these numbers")
-    print(f"\ndevice {device}; peak memory = {kind}; plain loop = no augmentation "
-          f"(jointsearch adds crop, CutOut, MixUp: more work, not less)")
+    print(f"\ndevice {device}; peak memory = {kind}; plain loop = shuffle, no augmentation "
+          f"(jointsearch adds crop, flip, CutOut, MixUp: more work, not less); the target is judged "
+          f"on the ratio of medians")
     if device == "cpu":
         print("GPU path not measured: no CUDA device on this machine.")
     path = write_json("trainer", {"mode": "quick" if args.quick else "full", "device": device, "repeats": repeats,
                                   "target_ratio": TARGET_RATIO, "results": results,
-                                  "plain_loop": "no augmentation; same model, batch size, SGD Nesterov",
+                                  "plain_loop": "shuffle per epoch, no augmentation; same model, batch size, SGD Nesterov",
                                   "peak_memory": kind})
     print(f"\nwrote {path}")
     return 0
