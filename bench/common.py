@@ -47,9 +47,10 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def write_json(script: str, payload: dict[str, Any]) -> Path:
+def write_json(script: str, payload: dict[str, Any], name: str | None = None) -> Path:
+    """Write ``bench/results/<name or script>.json``: the command line, the machine, ``payload``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{script}.json"
+    path = RESULTS / f"{name or script}.json"
     record = {"script": f"bench/{script}.py", "command": "python -m bench." + script + " " + " ".join(sys.argv[1:]),
               "machine": machine(), **payload}
     path.write_text(json.dumps(_finite(record), indent=2, default=str) + "\n")

@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = check_targets(results)
     for line in targets["lines"]:
         print(line)
-    path = write_json(args.out, {
+    path = write_json("optimizers", name=args.out, payload={
         "mode": "quick" if quick else "full", "seeds": seeds, "total_max_budgets": total, "eta": args.eta,
         "jointsearch_presets": presets, "presets_skipped": skipped, "peers": peers,
         "wall_s_total": time.time() - started_all, "results": results, "targets": targets})

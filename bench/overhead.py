@@ -247,12 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     if shares:
         print(f"\nmeasured training share: one trial at a time, the trainer sleeps {share_s:g} s per evaluation")
         print(share_table(shares))
-    path = write_json(args.out, {
+    path = write_json("overhead", name=args.out, payload={
         "mode": "quick" if args.quick else "full", "runs": 1, "evaluations_requested": n,
         "baseline_evaluations_requested": n_base, "budgets": [MIN_BUDGET, MAX_BUDGET], "eta": ETA,
         "trainer": "jointsearch.search.testing:noop_trainer", "presets": presets, "rows": rows,
         "measured_share": {"evaluations_requested": n_share, "seconds_per_evaluation": share_s,
-                           "trainer": "jointsearch.search.testing:fake_trainer (sleeps)", "rows": shares},
+                           "trainer": "bench.problems:sleeping", "rows": shares},
         "targets": {"s_per_evaluation": TARGET_S, "training_share_at_60s": TARGET_SHARE,
                     "derived": "training share = 60 / (60 + s_per_evaluation)"}})
     print(f"\nwrote {path}")

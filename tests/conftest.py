@@ -531,6 +531,22 @@ class RayCluster:
         return _live_processes(sessions=[proc.pid for proc, _ in self.nodes],
                                mentions=[str(temp_dir) for _, temp_dir in self.nodes])
 
+    def wait_for_cpus(self, cpus: float, timeout: float = 90) -> None:
+        """Block until the cluster's resource view shows ``cpus`` CPUs: ``ray start`` reports a
+        node started before the head's scheduler counts its resources, and a search that starts
+        in between sees one node and can keep all its trials there (reused actors stay put)."""
+        probe = ("import sys, time, ray\n"
+                 "ray.init(address=sys.argv[1], log_to_driver=False, logging_level='ERROR')\n"
+                 "deadline = time.monotonic() + float(sys.argv[3])\n"
+                 "while ray.cluster_resources().get('CPU', 0) < float(sys.argv[2]):\n"
+                 "    if time.monotonic() > deadline:\n"
+                 "        sys.exit(f'cluster resources: {ray.cluster_resources()}')\n"
+                 "    time.sleep(0.5)\n")
+        out = subprocess.run([sys.executable, "-c", probe, self.address, str(cpus), str(timeout)],
+                             env=native_env(self.env), capture_output=True, text=True, timeout=timeout + 60)
+        if out.returncode != 0:
+            raise RuntimeError(f"cluster never showed {cpus} CPUs: {out.stderr[-2000:]}")
+
     def kill_node(self, index: int) -> None:
         """SIGKILL node ``index`` (0 = head) and everything of it, as a machine dying would:
         no clean shutdown, its running tasks and actors vanish."""
@@ -607,6 +623,7 @@ def make_ray_cluster() -> Callable[..., RayCluster]:
                 compose_command("ray-worker", RAY_HEAD_HOST="127.0.0.1", RAY_PORT=cluster.port,
                                 RAY_WORKER_TEMP_DIR=worker_dir) + ["--num-cpus", str(worker_cpus)],
                 worker_dir, timeout)
+            cluster.wait_for_cpus(num_cpus + worker_cpus, timeout)
         return cluster
 
     yield factory

@@ -16,6 +16,12 @@ from jointsearch.search import read_search
 pytestmark = pytest.mark.slow
 
 
+def _user_env(cluster) -> dict[str, str]:
+    """A user's shell pointed at the cluster: none of the Tune knobs that in-process searches
+    earlier in this pytest process set for a local runtime."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("TUNE_")}, **cluster.env}
+
+
 def test_search_on_a_two_node_cluster_uses_both_nodes(make_ray_cluster, tmp_path):
     cluster = make_ray_cluster(num_cpus=1, worker_cpus=1)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -25,7 +31,7 @@ def test_search_on_a_two_node_cluster_uses_both_nodes(make_ray_cluster, tmp_path
          "--trainer", "jointsearch.search.testing:fake_trainer", "--num-samples", "6", "--min-budget", "1",
          "--max-budget", "9", "--eta", "3", "--experiment", "cluster", "--mlflow-uri", uri,
          "--storage-path", str(storage), "--cpus-per-trial", "1", "--trainer-arg", "sleep_s=2"],
-        cwd=tmp_path, env={**os.environ, **cluster.env},
+        cwd=tmp_path, env=_user_env(cluster),
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = read_search(uri, "cluster")
@@ -58,7 +64,7 @@ def test_search_survives_a_worker_node_dying_mid_search(make_ray_cluster, tmp_pa
          "--max-budget", "9", "--eta", "3", "--experiment", "node-death", "--mlflow-uri", uri,
          "--storage-path", str(tmp_path / "storage"), "--cpus-per-trial", "1",
          "--trainer-arg", "sleep_s=3"],
-        cwd=tmp_path, env={**os.environ, **cluster.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=tmp_path, env=_user_env(cluster), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     # Kill the worker once both nodes have trained something: then a trial is on it right now.
     deadline = time.monotonic() + 240
