@@ -59,8 +59,8 @@ def steps_for(name: str, quick: bool, device: str) -> int:
     """Timed steps (= warm-up steps): the big networks are slow on a CPU, so they get few."""
     if device == "cuda":
         return 20 if quick else 100
-    if name == "smallest":
-        return 10 if quick else 40
+    if name == "smallest":  # ~25 ms a step: 200 steps make a timed epoch of seconds, not a blip
+        return 20 if quick else 200
     return 2 if quick else 8
 
 
@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few steps, one repeat")
     parser.add_argument("--repeats", type=int, default=None, help="measurements per (config, loop): 3 full, 1 quick")
     parser.add_argument("--configs", nargs="*", default=None, help="subset of: zela2018-best resnet18 smallest")
+    parser.add_argument("--out", default="trainer", help="name of the JSON written to bench/results/")
     parser.add_argument("--one", nargs=3, metavar=("CONFIG", "LOOP", "STEPS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
           f"on the ratio of medians")
     if device == "cpu":
         print("GPU path not measured: no CUDA device on this machine.")
-    path = write_json("trainer", {"mode": "quick" if args.quick else "full", "device": device, "repeats": repeats,
+    path = write_json("trainer", name=args.out, payload={"mode": "quick" if args.quick else "full", "device": device, "repeats": repeats,
                                   "target_ratio": TARGET_RATIO, "results": results,
                                   "plain_loop": "shuffle per epoch, no augmentation; same model, batch size, SGD Nesterov",
                                   "peak_memory": kind})
