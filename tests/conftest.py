@@ -118,6 +118,18 @@ def _live_processes(sessions: Iterable[int], mentions: Iterable[str]) -> list[tu
     ]
 
 
+def _kill_until_gone(live: Callable[[], list[tuple[int, str]]], timeout: float = 10) -> None:
+    """SIGKILL what ``live()`` lists until it lists nothing or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while (left := live()) and time.monotonic() < deadline:
+        for pid, _ in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+
+
 def _terminate_session(proc: subprocess.Popen, grace: float) -> None:
     """SIGTERM the process group that ``proc`` leads, SIGKILL it after ``grace`` seconds."""
     if proc.poll() is None:
@@ -551,17 +563,7 @@ class RayCluster:
         """SIGKILL node ``index`` (0 = head) and everything of it, as a machine dying would:
         no clean shutdown, its running tasks and actors vanish."""
         proc, temp_dir = self.nodes[index]
-        deadline = time.monotonic() + 10
-        while True:
-            left = _live_processes(sessions=[proc.pid], mentions=[str(temp_dir)])
-            if not left or time.monotonic() > deadline:
-                break
-            for pid, _ in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.2)
+        _kill_until_gone(lambda: _live_processes(sessions=[proc.pid], mentions=[str(temp_dir)]))
         proc.wait(timeout=10)
 
     def stop(self) -> None:
@@ -576,14 +578,7 @@ class RayCluster:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 pass
-        deadline = time.monotonic() + 10
-        while (left := self.leftover_processes()) and time.monotonic() < deadline:
-            for pid, _ in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.2)
+        _kill_until_gone(self.leftover_processes)
         for proc, _ in self.nodes:
             if proc.poll() is None:
                 proc.kill()
