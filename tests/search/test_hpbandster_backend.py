@@ -165,7 +165,6 @@ class TestSearch:
             steps = sorted(history(settings, run_id, "val_error"))
             assert steps == [1, 3, 9][:len(steps)]
             assert run.data.tags["rung"] == str(len(steps) - 1)
-        assert outcome.wall_s < 20
 
     def test_promoted_configurations_continue_from_their_state(self, nine_configurations):
         """The fake trainer records what it trained: 1 -> 3 trains 2 more, 3 -> 9 trains 6 more."""

@@ -128,12 +128,21 @@ def test_cifar10_loads_the_python_batches(tmp_path):
 
 
 def test_cifar10_train_and_val_partition_the_training_batches(tmp_path):
-    """Train and val are disjoint and together hold every training image exactly once."""
+    """Train and val are disjoint and together hold every training image exactly once.
+
+    Normalisation is one per-channel affine map for all splits, so two normalised images are
+    equal exactly when the raw ones are; the fake raw images are all distinct.
+    """
     folder = make_cifar10_files(tmp_path)
     raw = np.concatenate([pickle.loads((folder / f"data_batch_{i}").read_bytes())[b"data"]
                           for i in range(1, 6)])
+    assert len({row.tobytes() for row in raw}) == len(raw)
     data = load_dataset("cifar10", data_dir=tmp_path)
-    assert len(data.train) + len(data.val) == len(raw)
+    train = {row.numpy().tobytes() for row in data.train.x.reshape(len(data.train), -1)}
+    val = {row.numpy().tobytes() for row in data.val.x.reshape(len(data.val), -1)}
+    assert len(train) == len(data.train) and len(val) == len(data.val)  # no image twice
+    assert not train & val
+    assert len(train | val) == len(raw)
     a, b = load_dataset("cifar10", data_dir=tmp_path, seed=0), \
         load_dataset("cifar10", data_dir=tmp_path, seed=1)
     assert not torch.equal(a.val.x, b.val.x)
