@@ -280,6 +280,7 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
         def __init__(self):
             self.reached: dict[str, float] = {}
             self.last_status: dict[str, str] = {}
+            self.last_reason: dict[str, str] = {}
             self.retries: dict[str, int] = {}
             self.nodes: dict[str, list[str]] = {}
 
@@ -293,6 +294,8 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
             budget = float(result["budget"])
             self.reached[trial.trial_id] = budget
             self.last_status[trial.trial_id] = str(result.get("status", "ok"))
+            if result.get("reason"):
+                self.last_reason[trial.trial_id] = str(result["reason"])
             nodes = self.nodes.setdefault(trial.trial_id, [])
             if result.get("node") and result["node"] not in nodes:
                 nodes.append(result["node"])
@@ -310,7 +313,7 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
         def on_trial_complete(self, iteration, trials, trial, **info):
             status = self.last_status.get(trial.trial_id, "ok")
             if status != "ok":
-                tracker.trial_ended(trial.trial_id, "failed", f"{status}: the validation error was not finite",
+                tracker.trial_ended(trial.trial_id, "failed", _status_reason(status, self.last_reason.get(trial.trial_id)),
                                     kind=status)
                 return
             done = self.reached.get(trial.trial_id, 0.0) >= max_budget - 1e-9
@@ -327,6 +330,15 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
             tracker.trial_ended(trial.trial_id, "failed", reason, kind=failure_kind(reason))
 
     return TrackingCallback()
+
+
+def _status_reason(status: str, reason: str | None) -> str:
+    """The failure reason of a trial that reported a status other than "ok" (it did not raise)."""
+    if reason:
+        return f"{status}: {reason}"
+    if status == "diverged":
+        return "diverged: the trainer reported a non-finite loss or validation error"
+    return f"{status}: reported by the trainer"
 
 
 def _error_line(trial) -> str:

@@ -103,18 +103,18 @@ def read_search(uri: str, experiment: str, search_run_id: str | None = None) -> 
         n_params = child.data.metrics.get("n_params")
         final = tags.get("final_status", "")
         bracket = tags.get("bracket")
-        history = client.get_metric_history(child.info.run_id, "val_error")
-        for metric in sorted(history, key=lambda m: m.step):
+        history = sorted(client.get_metric_history(child.info.run_id, "val_error"), key=lambda m: m.step)
+        for i, metric in enumerate(history):
             records.append(EvaluationRecord(
                 trial_id=trial_id, config=config, budget=metric.step / scale, val_error=metric.value,
-                status="ok" if math.isfinite(metric.value) else "failed",
+                status=_evaluation_status(metric.value, tags, last=i == len(history) - 1),
                 cost_s=costs.get(metric.step, float("nan")), finished_at=metric.timestamp / 1000.0,
                 bracket=int(bracket) if bracket not in (None, "", "None") else None,
                 n_params=int(n_params) if n_params is not None else None,
             ))
         if final == "failed" and not history:
             records.append(EvaluationRecord(trial_id=trial_id, config=config, budget=0.0, val_error=float("nan"),
-                                            status="failed",
+                                            status=_evaluation_status(float("nan"), tags, last=True),
                                             finished_at=child.info.end_time / 1000.0 if child.info.end_time
                                             else float("nan")))
     records.sort(key=lambda r: (r.finished_at, r.trial_id, r.budget))
@@ -123,6 +123,19 @@ def read_search(uri: str, experiment: str, search_run_id: str | None = None) -> 
                          budget_unit=parent.data.tags.get(BUDGET_UNIT_TAG, parent.data.params.get("budget_unit", "")),
                          records=records, trial_runs=trial_runs, trial_tags=trial_tags,
                          parent_tags=dict(parent.data.tags))
+
+
+def _evaluation_status(val_error: float, tags: dict[str, str], *, last: bool) -> str:
+    """The status the trainer reported for one evaluation, the same rule the live dashboards use.
+
+    A trial stops at its first evaluation whose status is not "ok", so only its last evaluation
+    can carry another status, and the tracker keeps it in the ``last_status`` tag. A trainer may
+    report a finite error with status "diverged" (the built-in one reports 1.0), so finiteness
+    alone does not make an evaluation "ok".
+    """
+    if last and tags.get("last_status", "ok") != "ok":
+        return tags["last_status"]
+    return "ok" if math.isfinite(val_error) else "failed"
 
 
 def _typed_config(space, params: dict[str, str]) -> dict[str, Any]:

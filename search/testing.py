@@ -71,14 +71,17 @@ def _config_hash(config: dict) -> int:
 def faulty_trainer(config: dict, budget: float, *, fault: str = "raise", fault_every: int = 3,
                    fault_budget: float = 0.0, marker_dir: str | None = None, **context: Any) -> dict:
     """The fake trainer, except that every ``fault_every``-th configuration (by hash) fails at
-    budgets above ``fault_budget``: ``raise`` (RuntimeError), ``nan`` (returns NaN), ``oom``
-    (raises MemoryError, as a host out-of-memory does), or ``flaky`` (raises the first time it
+    budgets above ``fault_budget``: ``raise`` (RuntimeError), ``nan`` (returns NaN), ``diverged``
+    (returns a finite error with status "diverged", as the built-in trainer does when its loss
+    blows up), ``oom`` (raises MemoryError, as a host out-of-memory does), or ``flaky`` (raises the first time it
     sees a configuration, succeeds when retried; needs ``marker_dir`` shared by the workers)."""
     if _config_hash(config) % fault_every == 0 and budget > fault_budget:
         if fault == "raise":
             raise RuntimeError(f"injected failure at budget {budget:g}")
         if fault == "nan":
             return {"val_error": float("nan")}
+        if fault == "diverged":
+            return {"val_error": 1.0, "status": "diverged"}
         if fault == "oom":
             raise MemoryError(f"injected out of memory at budget {budget:g}")
         if fault == "flaky":

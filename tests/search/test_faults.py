@@ -20,7 +20,8 @@ def _search(make_settings, tmp_path, **kwargs):
 
 @pytest.mark.parametrize("fault, kind, text", [
     ("raise", "exception", "injected failure"),
-    ("nan", "diverged", "not finite"),
+    ("nan", "diverged", "non-finite"),
+    ("diverged", "diverged", "non-finite"),
     ("oom", "oom", "out of memory"),
 ])
 def test_failed_trials_are_recorded_with_their_reason_and_the_search_goes_on(make_settings, tmp_path, ray_runtime,
@@ -37,6 +38,16 @@ def test_failed_trials_are_recorded_with_their_reason_and_the_search_goes_on(mak
     assert summary.failed_trials == len(failed)
     assert summary.best is not None  # the search went on past the failures
     assert all(r.info.status == "FINISHED" for r in runs.values() if r.data.tags.get("final_status") != "failed")
+    # Read back, each failed trial's last evaluation keeps the status it was recorded with: a
+    # finite error reported as "diverged" is not "ok" (and so never the best configuration).
+    by_trial = {}
+    for record in results.records:
+        by_trial.setdefault(record.trial_id, []).append(record)
+    failed_ids = {tid for tid, run in runs.items() if run.data.tags.get("final_status") == "failed"}
+    for tid in failed_ids:
+        last = max(by_trial[tid], key=lambda r: r.budget)
+        assert last.status == (kind if fault in ("nan", "diverged") else "failed")
+    assert summary.best.trial_id not in failed_ids
 
 
 def test_a_transient_failure_is_retried_and_then_succeeds(make_settings, tmp_path, ray_runtime):
