@@ -1,7 +1,8 @@
 """The search layer: settings, the Ray Tune wiring, MLflow tracking, export, and the CLI.
 
-Never imports torch: trainers are reached through import paths resolved in the workers
-(see trainer_api.py). Only ray_tune.py imports Ray.
+No module here imports torch: a trainer is named by an import path (trainer_api.py) and resolved
+where it runs, in a Ray worker for a search, and in this process only for ``retrain`` (the
+``train`` command), which is the one place the driver loads torch. Only ray_tune.py imports Ray.
 """
 
 from .api import SearchSummary, retrain, run_search

@@ -15,7 +15,7 @@ from jointsearch.dashboards.records import EvaluationRecord
 from jointsearch.spaces import SpaceError, config_dict, from_json, validate_config
 
 from .errors import UsageError
-from .tracking import (BUDGET_UNIT_TAG, CONFIG_ID_TAG, KIND_TAG, PARENT_TAG, STEP_SCALE_TAG, TRIAL_ID_TAG,
+from .tracking import (BUDGET_UNIT_TAG, KIND_TAG, PARENT_TAG, STEP_SCALE_TAG, TRIAL_ID_TAG,
                        client_for)
 
 
@@ -35,10 +35,6 @@ class SearchResults:
     @property
     def space(self):
         return from_json(self.space_json, source=f"space of run {self.search_run_id}") if self.space_json else None
-
-    @property
-    def budgets(self) -> list[float]:
-        return sorted({r.budget for r in self.records})
 
 
 def _experiment(client, name: str, uri: str):

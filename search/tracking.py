@@ -159,10 +159,6 @@ class SearchTracker:
             log.warning("MLflow at %s answers again: %d deferred tracking operations delivered", self.uri, delivered)
         return True
 
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
-
     def flush(self, timeout_s: float | None = None) -> None:
         """Deliver everything queued, waiting for the server up to ``timeout_s``; raise if it never came back."""
         deadline = time.time() + (self.flush_timeout_s if timeout_s is None else timeout_s)

@@ -11,8 +11,9 @@ Context keywords are passed only when the function's signature accepts them (or 
   configuration (``None`` the first time); continuing from it instead of starting over is
   what lets a promoted configuration keep its training.
 - ``save_dir``: an empty directory to write state into, for the next, higher budget.
-- ``trainer_kwargs``: every key of the search's ``trainer_kwargs`` (dataset, data_dir,
-  budget_unit, max_budget, seed for the built-in trainer).
+- every key of ``SearchSettings.trainer_context()``: dataset, data_dir, budget_unit,
+  max_budget and seed (what the built-in trainer needs), plus the search's ``trainer_kwargs``
+  (``--trainer-arg KEY=VALUE``).
 
 A minimal user trainer is therefore ``def fn(config, budget): return error``.
 """

@@ -75,20 +75,45 @@ def test_importance_figures_without_data_say_why(make_records):
         assert any("at least 8" in t for t in _texts(fig))
 
 
-def test_incumbent_budget_and_params_figures(three_budgets):
-    inc = figures.incumbent_plot(analysis.incumbent_trajectory(three_budgets))
-    _assert_png(inc)
-    assert len(inc.axes) == 2
-    _assert_png(figures.budget_bars(analysis.budget_spent(three_budgets)))
-    _assert_png(figures.params_scatter(analysis.error_vs_params(three_budgets)))
+def test_incumbent_plot_draws_the_trajectory_it_is_given(three_budgets):
+    info = analysis.incumbent_trajectory(three_budgets)
+    fig = figures.incumbent_plot(info)
+    _assert_png(fig)
+    ax_time, ax_budget = fig.axes
+    x, y = ax_budget.lines[0].get_data()
+    assert list(x) == pytest.approx(list(info.cumulative_budget))
+    assert list(y) == pytest.approx(list(info.best_error), nan_ok=True)
+    assert info.incumbent_trial_id in fig._suptitle.get_text()
 
 
-def test_empty_records_give_message_figures():
-    for fig in (
-        figures.incumbent_plot(analysis.incumbent_trajectory([])),
-        figures.budget_bars(analysis.budget_spent([])),
-        figures.params_scatter(analysis.error_vs_params([])),
-        figures.budget_scatter(analysis.paired_errors([])),
-    ):
-        _assert_png(fig)
-        assert _texts(fig)
+def test_budget_bars_are_the_budget_spent_per_rung_and_bracket(three_budgets):
+    info = analysis.budget_spent(three_budgets)
+    fig = figures.budget_bars(info)
+    _assert_png(fig)
+    ax_rung, ax_bracket = fig.axes
+    assert [bar.get_height() for bar in ax_rung.patches] == pytest.approx([r.total_budget for r in info.rungs])
+    assert [t.get_text() for t in ax_rung.get_xticklabels()] == ["1", "3", "9"]
+    assert [bar.get_height() for bar in ax_bracket.patches] == pytest.approx([b.total_budget for b in info.brackets])
+
+
+def test_params_scatter_places_one_point_per_record(three_budgets):
+    info = analysis.error_vs_params(three_budgets)
+    fig = figures.params_scatter(info)
+    _assert_png(fig)
+    offsets = fig.axes[0].collections[0].get_offsets()
+    assert list(offsets[:, 0]) == pytest.approx(list(info.n_params))
+    assert list(offsets[:, 1]) == pytest.approx(list(info.val_error))
+
+
+@pytest.mark.parametrize("draw, compute, message", [
+    (figures.incumbent_plot, analysis.incumbent_trajectory, "no incumbent"),
+    (figures.budget_bars, analysis.budget_spent, "No evaluations recorded"),
+    (figures.params_scatter, analysis.error_vs_params, "parameter count"),
+    (figures.budget_scatter, analysis.paired_errors, ""),
+])
+def test_empty_records_give_a_figure_that_says_why(draw, compute, message):
+    fig = draw(compute([]))
+    _assert_png(fig)
+    texts = _texts(fig) + [fig._suptitle.get_text() if fig._suptitle else ""]
+    assert any(message in t for t in texts if t)
+    assert not any(ax.lines or ax.patches or ax.collections for ax in fig.axes)

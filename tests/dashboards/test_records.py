@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from jointsearch.dashboards.records import (
-    EvaluationRecord,
     is_ok,
     records_from_json,
     records_to_json,
