@@ -1,8 +1,10 @@
 """Pure analysis of a search's evaluations, figures drawn from it, and a one-page HTML report.
 
 * :mod:`.records`  -- :class:`EvaluationRecord`, the one input every analysis takes, and its JSON form.
-* :mod:`.analysis` -- pure functions returning frozen ``...Info`` records (rank correlation across
-  budgets, fANOVA importance, incumbent trajectory, budget spent, error vs parameter count).
+* :mod:`.analysis` -- gathers the pure analyses, one module each, all returning frozen ``...Info``
+  records: :mod:`.correlation` (rank correlation across budgets), :mod:`.fanova` (importance),
+  :mod:`.incumbent` (trajectory, best configuration), :mod:`.budget_use`, :mod:`.size` (error vs
+  parameter count).
 * :mod:`.figures`  -- matplotlib figures drawn from those records (import it explicitly).
 * :mod:`.report`   -- :func:`~.report.render_report` / :func:`~.report.write_report`.
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from jointsearch.spaces.io import to_python
 
-__all__ = ["EvaluationRecord", "records_to_json", "records_from_json", "is_ok"]
+__all__ = ["EvaluationRecord", "finite_or_none", "is_ok", "last_ok_by_budget", "ok_budgets", "records_from_json",
+           "records_to_json"]
 
 
 @dataclass(frozen=True)
@@ -112,3 +113,26 @@ def records_from_json(data: Sequence[Mapping[str, Any]]) -> list[EvaluationRecor
             )
         )
     return out
+
+
+def ok_budgets(records: Sequence[EvaluationRecord]) -> list[float]:
+    """Sorted distinct budgets at which at least one evaluation succeeded."""
+    return sorted({r.budget for r in records if is_ok(r)})
+
+
+def last_ok_by_budget(records: Sequence[EvaluationRecord]) -> dict[float, dict[str, EvaluationRecord]]:
+    """budget -> trial_id -> the last ok record of that trial at that budget (a re-run or a resumed
+    bracket can record a trial twice at one budget; the analyses use the last, in the order given)."""
+    out: dict[float, dict[str, EvaluationRecord]] = {}
+    for r in records:
+        if is_ok(r):
+            out.setdefault(r.budget, {})[r.trial_id] = r
+    return out
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """A finite float, or None (NaN never leaks into an ...Info record as if it were an estimate)."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None

@@ -313,12 +313,20 @@ class TestErrorVsParamsAndBest:
         assert best_configuration([make_record(val_error=float("nan"), status="failed")]) is None
 
 
-def test_analysis_exports_exactly_its_public_functions_and_records():
-    """``__all__`` is the module's documented surface: every public function or class defined in
-    it is listed, and nothing else (a forgotten or stale entry fails here)."""
+@pytest.mark.parametrize("module", analysis.MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_each_analysis_module_exports_exactly_what_it_defines(module):
+    """Each analysis module's ``__all__`` lists every public function or record class defined in it,
+    and nothing else (a forgotten or stale entry fails here)."""
     import inspect
 
-    defined = {name for name, obj in vars(analysis).items()
+    defined = {name for name, obj in vars(module).items()
                if not name.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
-               and obj.__module__ == analysis.__name__}
-    assert set(analysis.__all__) == defined
+               and obj.__module__ == module.__name__}
+    assert set(module.__all__) == defined
+
+
+def test_analysis_gathers_every_analysis_module():
+    for module in analysis.MODULES:
+        for name in module.__all__:
+            assert getattr(analysis, name) is getattr(module, name)
+    assert set(analysis.__all__) == {n for m in analysis.MODULES for n in m.__all__} | {"ok_budgets"}
