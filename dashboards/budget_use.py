@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 
 
-from .records import EvaluationRecord, is_ok
+from .records import EvaluationRecord, is_ok, spent
 
 __all__ = ["BracketSpend", "BudgetInfo", "RungSpend", "budget_spent"]
 
@@ -20,7 +20,7 @@ class RungSpend:
     budget: float
     n_evaluations: int  # all statuses
     n_ok: int
-    total_budget: float  # budget * n_evaluations
+    total_budget: float  # budget trained at this rung (records.spent), summed
     total_cost_s: float  # sum of the known cost_s; NaN when none is known
 
 
@@ -57,7 +57,13 @@ def _sum_known(values: list[float]) -> float:
 
 
 def budget_spent(records: Sequence[EvaluationRecord]) -> BudgetInfo:
-    """Total budget and number of evaluations per budget (rung) and per bracket."""
+    """Total budget and number of evaluations per budget (rung) and per bracket.
+
+    "Budget" is what each evaluation really trained (:func:`records.spent`): a rung continued
+    from a checkpoint pays the difference to the previous rung, a rung trained from scratch (the
+    ``scratch`` fidelity protocol) pays all of it; records without a ``budget_spent`` count their
+    whole budget.
+    """
     by_budget: dict[float, list[EvaluationRecord]] = defaultdict(list)
     by_bracket: dict[int, list[EvaluationRecord]] = defaultdict(list)
     for r in records:
@@ -69,7 +75,7 @@ def budget_spent(records: Sequence[EvaluationRecord]) -> BudgetInfo:
             budget=b,
             n_evaluations=len(rs),
             n_ok=sum(is_ok(r) for r in rs),
-            total_budget=float(sum(r.budget for r in rs)),
+            total_budget=float(sum(spent(r) for r in rs)),
             total_cost_s=_sum_known([r.cost_s for r in rs]),
         )
         for b, rs in sorted(by_budget.items())
@@ -79,13 +85,13 @@ def budget_spent(records: Sequence[EvaluationRecord]) -> BudgetInfo:
             bracket=k,
             n_evaluations=len(rs),
             n_ok=sum(is_ok(r) for r in rs),
-            total_budget=float(sum(r.budget for r in rs)),
+            total_budget=float(sum(spent(r) for r in rs)),
             budgets=tuple(sorted({r.budget for r in rs})),
         )
         for k, rs in sorted(by_bracket.items())
     )
     return BudgetInfo(
-        total_budget=float(sum(r.budget for r in records)),
+        total_budget=float(sum(spent(r) for r in records)),
         n_evaluations=len(records),
         n_ok=sum(is_ok(r) for r in records),
         total_cost_s=_sum_known([r.cost_s for r in records]),

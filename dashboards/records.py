@@ -16,7 +16,7 @@ from typing import Any
 from jointsearch.spaces.io import to_python
 
 __all__ = ["EvaluationRecord", "finite_or_none", "is_ok", "last_ok_by_budget", "ok_budgets", "records_from_json",
-           "records_to_json"]
+           "records_to_json", "spent"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class EvaluationRecord:
     finished_at: float = float("nan")  # unix time the evaluation finished
     bracket: int | None = None  # Hyperband bracket the evaluation belonged to
     n_params: int | None = None  # trainable parameters of the network, when known
+    budget_spent: float = float("nan")  # budget units this evaluation trained (a continued rung
+    #                                     pays the difference, a rung from scratch all of it); nan: unknown
 
     def __post_init__(self) -> None:
         # Copy the config so a caller mutating its dict cannot change a "frozen" record.
@@ -48,6 +50,7 @@ class EvaluationRecord:
         object.__setattr__(self, "val_error", _float_or_nan(self.val_error))
         object.__setattr__(self, "cost_s", _float_or_nan(self.cost_s))
         object.__setattr__(self, "finished_at", _float_or_nan(self.finished_at))
+        object.__setattr__(self, "budget_spent", _float_or_nan(self.budget_spent))
         if self.bracket is not None:
             object.__setattr__(self, "bracket", int(self.bracket))
         if self.n_params is not None:
@@ -62,6 +65,12 @@ class EvaluationRecord:
 def is_ok(record: EvaluationRecord) -> bool:
     """Whether ``record`` counts as a successful evaluation (status "ok", finite val_error)."""
     return record.status == "ok" and math.isfinite(record.val_error)
+
+
+def spent(record: EvaluationRecord) -> float:
+    """The budget ``record`` really trained: its ``budget_spent`` when the trainer said, else
+    its ``budget`` (what an evaluation from scratch pays; older searches recorded no spend)."""
+    return record.budget_spent if math.isfinite(record.budget_spent) else record.budget
 
 
 def _float_or_nan(value: Any) -> float:
@@ -87,6 +96,7 @@ def records_to_json(records: Iterable[EvaluationRecord]) -> list[dict[str, Any]]
                 "finished_at": _json_number(r.finished_at),
                 "bracket": r.bracket,
                 "n_params": r.n_params,
+                "budget_spent": _json_number(r.budget_spent),
             }
         )
     return out
@@ -110,6 +120,7 @@ def records_from_json(data: Sequence[Mapping[str, Any]]) -> list[EvaluationRecor
                 finished_at=d.get("finished_at"),
                 bracket=d.get("bracket"),
                 n_params=d.get("n_params"),
+                budget_spent=d.get("budget_spent"),
             )
         )
     return out

@@ -20,7 +20,8 @@ from pathlib import Path
 from jointsearch.spaces import SpaceError
 
 from .errors import UsageError
-from .settings import BUDGET_UNITS, SCHEDULERS, SearchSettings
+from .recipes import RECIPES, apply_recipe
+from .settings import BUDGET_UNITS, FIDELITY_PROTOCOLS, SCHEDULERS, SearchSettings
 from .trainer_api import BUILTIN_TRAINER
 
 
@@ -59,6 +60,19 @@ def _add_search(sub) -> None:
                    help="continue the newest unfinished search of --experiment with its recorded settings")
     p.add_argument("--dashboard-every", type=int, default=d.dashboard_every,
                    help="evaluations between live rank-correlation updates in MLflow")
+    # issue 13: the paper's network and protocol
+    p.add_argument("--fidelity", default=d.fidelity, choices=FIDELITY_PROTOCOLS,
+                   help="how rung budgets are trained: restarts (continued, SGDR restarts at the rungs), "
+                        "scratch (the paper: every rung from scratch), continue (one SGDR, T0 = max/15)")
+    p.add_argument("--max-params", type=int, default=d.max_params,
+                   help="networks with more parameters are recorded infeasible, never trained; 0: no limit "
+                        f"(default {d.max_params:,})")
+    p.add_argument("--recipe", default=None, choices=tuple(RECIPES),
+                   help="a published search's settings (zela2018: the paper's space, 400..10800 s, eta 3, "
+                        "368 samples, cifar10); flags given with it override it")
+    p.add_argument("--budget-scale", type=float, default=1.0,
+                   help="multiply both budgets, e.g. GTX 1080 Ti throughput / your GPU's (README)")
+    p.set_defaults(search_parser=p)
 
 
 def _build_parser() -> _Parser:
@@ -120,8 +134,27 @@ def _cmd_search(args) -> int:
         seed=args.seed, ray_address=args.ray_address, mlflow_uri=args.mlflow_uri, experiment=args.experiment,
         trainer=args.trainer, data_dir=args.data_dir, storage_path=args.storage_path, max_failures=args.max_failures,
         dashboard_every=args.dashboard_every, trainer_kwargs=_trainer_args(args.trainer_arg),
+        fidelity=args.fidelity, max_params=args.max_params,
     )
+    if args.recipe or args.budget_scale != 1.0:  # issue 13: the recipe fills in what was not given
+        values = apply_recipe(dataclasses.asdict(settings), _explicit_flags(args), args.recipe, args.budget_scale)
+        settings = SearchSettings(**values)
     return _print_summary(run_search(settings), settings)
+
+
+def _explicit_flags(args) -> set[str]:
+    """The option names (dests) the user typed on the command line, so a recipe overrides only
+    the others: the search parser is parsed again with every default suppressed."""
+    parser = args.search_parser
+    saved = [(action, action.default) for action in parser._actions]
+    try:
+        for action in parser._actions:
+            action.default = argparse.SUPPRESS
+        given, _ = parser.parse_known_args(args.argv[1:] if args.argv and args.argv[0] == "search" else [])
+    finally:
+        for action, default in saved:
+            action.default = default
+    return set(vars(given)) - {"search_parser", "argv", "command"}
 
 
 def _trainer_args(pairs: list[str]) -> dict:
@@ -238,6 +271,7 @@ COMMANDS = {"search": _cmd_search, "spaces": _cmd_spaces, "export": _cmd_export,
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # which flags were given (--recipe)
         return COMMANDS[args.command](args)
     except (UsageError, SpaceError) as exc:
         print(f"jointsearch: error: {exc}", file=sys.stderr)

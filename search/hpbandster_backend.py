@@ -52,6 +52,7 @@ from jointsearch.spaces import config_dict, to_python
 from .budgets import rung_budgets
 from .settings import SearchSettings
 from .tracking import SearchTracker
+from .infeasible import infeasible_reason, is_infeasible, record_infeasible
 from .trainer_api import call_trainer, resolve, failure_kind
 
 log = logging.getLogger("jointsearch.search.hpbandster")
@@ -214,10 +215,13 @@ def _worker_class():
             shutil.rmtree(out, ignore_errors=True)  # a retried job starts clean
             (out / STATE_DIR).mkdir(parents=True)
             started = time.time()
+            scratch = self.context.get("fidelity") == "scratch"  # issue 13: every rung from scratch
             metrics = call_trainer(self.trainer, dict(config), budget,
-                                   checkpoint_dir=str(previous) if previous else None,
+                                   checkpoint_dir=str(previous) if previous and not scratch else None,
                                    save_dir=str(out / STATE_DIR), **self.context)
             metrics.setdefault("cost_s", time.time() - started)
+            if previous is None or scratch:
+                metrics.setdefault("budget_spent", budget)
             (out / DONE_FILE).write_text(f"{budget!r}\n")
             if previous is not None:
                 shutil.rmtree(previous.parent, ignore_errors=True)
@@ -292,13 +296,17 @@ class TrackingResultLogger:
                 self._safely(self.tracker.trial_ended, trial_id, "failed", reason, failure_kind(reason))
                 return
             metrics = dict((job.result or {}).get("info") or {})
-            self.reached[trial_id] = max(budget, self.reached.get(trial_id, 0.0))
-            self._safely(self.tracker.evaluation, trial_id, budget, metrics, rung_index(budget, self.rungs))
             status = str(metrics.get("status", "ok"))
+            if is_infeasible(metrics):  # never trained: no evaluation, no budget (issue 13)
+                self._safely(record_infeasible, self.tracker, trial_id, metrics, {})
+            else:
+                self.reached[trial_id] = max(budget, self.reached.get(trial_id, 0.0))
+                self._safely(self.tracker.evaluation, trial_id, budget, metrics, rung_index(budget, self.rungs))
             if status != "ok":  # hpbandster will not promote it (its loss is inf); as the Ray preset records it
                 self.open.pop(trial_id, None)
-                self._safely(self.tracker.trial_ended, trial_id, "failed",
-                             f"{status}: the validation error was not finite", status)
+                reason = (infeasible_reason(metrics) if is_infeasible(metrics)
+                          else f"{status}: the validation error was not finite")
+                self._safely(self.tracker.trial_ended, trial_id, "failed", reason, status)
             elif budget >= self.rungs[-1] - 1e-9:
                 self.open.pop(trial_id, None)
                 self._safely(self.tracker.trial_ended, trial_id, "completed")

@@ -108,4 +108,5 @@ def record_from_metrics(trial_id: str, config: dict[str, Any], budget: float, me
         status=status, cost_s=float(metrics.get("cost_s", float("nan"))), finished_at=finished_at,
         bracket=int(bracket) if bracket not in (None, "", "None") else None,
         n_params=int(metrics["n_params"]) if "n_params" in metrics else None,
+        budget_spent=metrics.get("budget_spent"),
     )

@@ -39,6 +39,7 @@ from .budgets import PROGRESS_KEY, max_units, rung_budgets
 from .presets import get_preset
 from .settings import SearchSettings
 from .tracking import SearchTracker, config_id
+from .infeasible import record_infeasible
 from .trainer_api import call_trainer, failure_kind, resolve
 
 log = logging.getLogger("jointsearch.search")
@@ -82,9 +83,14 @@ def trainable(config: dict, plan: TrialPlan) -> None:
             out = work / f"rung{rung}"
             (out / STATE_DIR).mkdir(parents=True)
             started = time.time()
-            metrics = call_trainer(fn, config, budget, checkpoint_dir=str(state_dir) if state_dir else None,
+            # issue 13: under the "scratch" protocol every rung starts over (and pays in full)
+            scratch = plan.context.get("fidelity") == "scratch"
+            resume_from = None if scratch or state_dir is None else str(state_dir)
+            metrics = call_trainer(fn, config, budget, checkpoint_dir=resume_from,
                                    save_dir=str(out / STATE_DIR), **plan.context)
             metrics.setdefault("cost_s", time.time() - started)
+            metrics.setdefault("budget_spent", budget - (0.0 if resume_from is None else done))
+            done = budget
             if not math.isfinite(metrics["val_error"]):
                 metrics["val_error"] = float("inf")  # schedulers sort on it; MLflow skips it
             (out / META_FILE).write_text(json.dumps({"budget": budget, "rung": rung}))
@@ -94,7 +100,7 @@ def trainable(config: dict, plan: TrialPlan) -> None:
                 shutil.rmtree(state_dir.parent, ignore_errors=True)
             state_dir = out / STATE_DIR
             if metrics["status"] != "ok":
-                break  # a diverged configuration will not recover at a larger budget
+                break  # a diverged or infeasible configuration will not recover at a larger budget
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -255,7 +261,8 @@ def _not_trainer_keys() -> frozenset[str]:
     from ray.tune.result import AUTO_RESULT_KEYS
 
     return frozenset(AUTO_RESULT_KEYS) | {"done", "budget", "rung", PROGRESS_KEY, "trial_id", "experiment_tag",
-                                          "should_checkpoint", "hyperband_info", "iterations_since_restore", "node"}
+                                          "should_checkpoint", "hyperband_info", "iterations_since_restore", "node",
+                                          "reason"}
 
 
 def _bracket_tags(scheduler, trial) -> dict[str, str]:
@@ -283,6 +290,7 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
             self.last_reason: dict[str, str] = {}
             self.retries: dict[str, int] = {}
             self.nodes: dict[str, list[str]] = {}
+            self.reasons: dict[str, str] = {}  # why a trial was infeasible
 
         def on_trial_start(self, iteration, trials, trial, **info):
             if not tracker.has_trial(trial.trial_id):
@@ -292,10 +300,12 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             budget = float(result["budget"])
-            self.reached[trial.trial_id] = budget
             self.last_status[trial.trial_id] = str(result.get("status", "ok"))
             if result.get("reason"):
                 self.last_reason[trial.trial_id] = str(result["reason"])
+            if record_infeasible(tracker, trial.trial_id, result, self.reasons):
+                return  # never trained: no evaluation, no budget (the searcher still saw the result)
+            self.reached[trial.trial_id] = budget
             nodes = self.nodes.setdefault(trial.trial_id, [])
             if result.get("node") and result["node"] not in nodes:
                 nodes.append(result["node"])
@@ -313,8 +323,8 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
         def on_trial_complete(self, iteration, trials, trial, **info):
             status = self.last_status.get(trial.trial_id, "ok")
             if status != "ok":
-                tracker.trial_ended(trial.trial_id, "failed", _status_reason(status, self.last_reason.get(trial.trial_id)),
-                                    kind=status)
+                reason = self.reasons.get(trial.trial_id) or _status_reason(status, self.last_reason.get(trial.trial_id))
+                tracker.trial_ended(trial.trial_id, "failed", reason, kind=status)
                 return
             done = self.reached.get(trial.trial_id, 0.0) >= max_budget - 1e-9
             tracker.trial_ended(trial.trial_id, "completed" if done else "stopped")

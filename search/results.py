@@ -97,6 +97,8 @@ def read_search(uri: str, experiment: str, search_run_id: str | None = None) -> 
         config = _typed_config(space, child.data.params)
         costs = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "cost_s")}
         n_params = child.data.metrics.get("n_params")
+        spent = ({m.step: m.value for m in client.get_metric_history(child.info.run_id, "budget_spent")}
+                 if "budget_spent" in child.data.metrics else {})  # issue 13: what each rung trained
         final = tags.get("final_status", "")
         bracket = tags.get("bracket")
         history = sorted(client.get_metric_history(child.info.run_id, "val_error"), key=lambda m: m.step)
@@ -107,6 +109,7 @@ def read_search(uri: str, experiment: str, search_run_id: str | None = None) -> 
                 cost_s=costs.get(metric.step, float("nan")), finished_at=metric.timestamp / 1000.0,
                 bracket=int(bracket) if bracket not in (None, "", "None") else None,
                 n_params=int(n_params) if n_params is not None else None,
+                budget_spent=spent.get(metric.step, float("nan")),
             ))
         if final == "failed" and not history:
             records.append(EvaluationRecord(trial_id=trial_id, config=config, budget=0.0, val_error=float("nan"),

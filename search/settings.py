@@ -12,13 +12,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .budgets import check_budgets
+from .budgets import check_budgets, rung_budgets
 from .errors import UsageError
 from .presets import SCHEDULERS
 from .trainer_api import BUILTIN_TRAINER
 
 BUDGET_UNITS = ("epochs", "seconds")
 DATASETS = ("digits", "cifar10", "synthetic")
+# Issue 13 (the paper's protocol): how rung budgets are trained; mirrors
+# trainers.entry.FIDELITY_PROTOCOLS (not imported: the search layer never imports torch).
+FIDELITY_PROTOCOLS = ("restarts", "scratch", "continue")
+# The largest network the built-in trainer trains by default: the paper's best configuration
+# (27.6M) and its largest baseline (WRN-28-10, 36.5M) fit with room to spare, while the corners
+# of the zela2018 space under the authors' compounding widths (about 1 in 10 above 150M, the
+# largest in the billions) would not fit a GPU at batch size 128 or train in the 3 h budget.
+DEFAULT_MAX_PARAMS = 50_000_000
 
 
 def default_mlflow_uri() -> str:
@@ -49,6 +57,9 @@ class SearchSettings:
     max_failures: int = 0  # retries of a trial that raised
     dashboard_every: int = 10  # evaluations between live dashboard updates in MLflow
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # extra keywords for a user trainer
+    # --- issue 13: the paper's network and protocol ---
+    fidelity: str = "restarts"  # how rungs are trained: restarts | scratch | continue (trainers/entry.py)
+    max_params: int = DEFAULT_MAX_PARAMS  # larger networks are recorded infeasible, never trained; 0: no limit
 
     @property
     def tracking_uri(self) -> str:
@@ -66,6 +77,10 @@ class SearchSettings:
             "budget_unit": self.budget_unit,
             "max_budget": self.max_budget,
             "seed": self.seed or 0,
+            # issue 13: the protocol, the rung budgets it places restarts at, the size limit
+            "fidelity": self.fidelity,
+            "rungs": tuple(rung_budgets(self.min_budget, self.max_budget, self.eta)),
+            "max_params": self.max_params,
         }
         context.update(self.trainer_kwargs)
         return context
@@ -102,6 +117,10 @@ class SearchSettings:
             raise UsageError(f"--max-failures must be 0 or more, got {self.max_failures}")
         if self.dashboard_every < 1:
             raise UsageError(f"--dashboard-every must be at least 1, got {self.dashboard_every}")
+        if self.fidelity not in FIDELITY_PROTOCOLS:
+            raise UsageError(f"--fidelity must be one of {', '.join(FIDELITY_PROTOCOLS)}, got {self.fidelity!r}")
+        if self.max_params < 0:
+            raise UsageError(f"--max-params must be 0 (no limit) or a positive count, got {self.max_params}")
         if not self.experiment or not self.experiment.strip():
             raise UsageError("--experiment must not be empty")
         if self.builtin_trainer and self.dataset == "cifar10":

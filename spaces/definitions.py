@@ -1,8 +1,10 @@
-"""The registered spaces: the paper's 17-dimensional joint space, two fixed baselines, and `tiny`.
+"""The registered spaces: the paper's 17-dimensional joint space, its five fixed baselines, and `tiny`.
 
 Hyperparameter names are snake_case versions of the paper's (``ResBlocks_1`` -> ``res_blocks_1``);
 the trainer reads exactly these names and falls back to the paper's baseline defaults for any
-that a space leaves out (conditional spaces omit inactive ones).
+that a space leaves out (conditional spaces omit inactive ones). Stage widths compound
+(``width_i = round(width_(i-1) * widen_factor_i)``, the authors' rule; trainers/models.py), so a
+baseline doubling its width per stage has widen factor 2 after the first stage.
 """
 
 from __future__ import annotations
@@ -76,22 +78,52 @@ def zela2018() -> ConfigurationSpace:
 
 @register("resnet18")
 def resnet18() -> ConfigurationSpace:
-    """PreAct ResNet-18 (4 stages x 2 blocks, 64..512 wide) fixed; only the 7 training hyperparameters vary."""
+    """PreAct ResNet-18 (4 stages x 2 blocks, 64..512 wide, 11.17M) fixed; only the 7 training hyperparameters vary."""
     arch = {f"res_blocks_{i}": 2 for i in range(1, 5)}
     arch |= {f"res_branches_{i}": 1 for i in range(1, 5)}
-    arch |= {f"widen_factor_{i}": 1.0 for i in range(1, 5)}
+    # Compounding widths (trainers/models.py): 64 * 1 = 64, then x2 per stage: 128, 256, 512.
+    arch |= {"widen_factor_1": 1.0} | {f"widen_factor_{i}": 2.0 for i in (2, 3, 4)}
     arch["filters_0"] = 64
     return _space(TRAINING_RANGES, arch)
 
 
 @register("wrn28-10")
 def wrn28_10() -> ConfigurationSpace:
-    """WideResNet-28-10 (3 stages x 4 blocks, 160..640 wide) fixed; only the 7 training hyperparameters vary."""
+    """WideResNet-28-10 (3 stages x 4 blocks, 160..640 wide, 36.48M) fixed; only the 7 training hyperparameters vary."""
     arch = {f"res_blocks_{i}": 4 for i in (1, 2, 3)}
     arch |= {f"res_branches_{i}": 1 for i in (1, 2, 3)}
-    arch |= {f"widen_factor_{i}": 10.0 for i in (1, 2, 3)}
+    # Compounding widths: 16 * 10 = 160, then x2 per stage: 320, 640.
+    arch |= {"widen_factor_1": 10.0, "widen_factor_2": 2.0, "widen_factor_3": 2.0}
     arch["filters_0"] = 16
     return _space(TRAINING_RANGES, arch)
+
+
+def _shake_shake_26(first_width: int) -> ConfigurationSpace:
+    """Shake-Shake 26 2x<first_width>d (Gastaldi 2017): 3 stages x 4 two-branch blocks on a
+    16-channel stem, widths first_width, 2x, 4x; only the 7 training hyperparameters vary."""
+    arch = {f"res_blocks_{i}": 4 for i in (1, 2, 3)}
+    arch |= {f"res_branches_{i}": 2 for i in (1, 2, 3)}
+    arch |= {"widen_factor_1": first_width / 16, "widen_factor_2": 2.0, "widen_factor_3": 2.0}
+    arch["filters_0"] = 16
+    return _space(TRAINING_RANGES, arch)
+
+
+@register("shake26-2x32d")
+def shake26_2x32d() -> ConfigurationSpace:
+    """Shake-Shake 26 2x32d (32..128 wide, 2.9M), the paper's smallest Shake-Shake baseline; 7 training hyperparameters vary."""
+    return _shake_shake_26(32)
+
+
+@register("shake26-2x64d")
+def shake26_2x64d() -> ConfigurationSpace:
+    """Shake-Shake 26 2x64d (64..256 wide, 11.7M), a baseline of the paper; 7 training hyperparameters vary."""
+    return _shake_shake_26(64)
+
+
+@register("shake26-2x96d")
+def shake26_2x96d() -> ConfigurationSpace:
+    """Shake-Shake 26 2x96d (96..384 wide, 26.2M), a baseline of the paper; 7 training hyperparameters vary."""
+    return _shake_shake_26(96)
 
 
 @register("tiny")
@@ -109,6 +141,10 @@ def tiny() -> ConfigurationSpace:
             **{f"res_blocks_{i}": (1, 2, False) for i in (1, 2, 3)},
             **{f"res_branches_{i}": (1, 2, False) for i in (1, 2, 3)},
             "filters_0": (4, 12, True),
-            **{f"widen_factor_{i}": (0.5, 2.0, True) for i in (1, 2, 3)},
+            # Widths compound (width_i = width_(i-1) * widen_factor_i): stages 2 and 3 widen by
+            # 1..3x, so the networks stay about as large as before the compounding rule (median
+            # ~22k parameters on digits, at most ~0.5M) and none shrinks to a 1-channel stage.
+            "widen_factor_1": (0.5, 2.0, True),
+            **{f"widen_factor_{i}": (1.0, 3.0, True) for i in (2, 3)},
         }
     )

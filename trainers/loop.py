@@ -14,6 +14,9 @@ Contracts the search layer relies on:
   progress (epochs done, or training seconds), so stopping and continuing does not bend it.
   Pass the same ``t0`` to every call of one configuration; ``t0=None`` means ``budget / 15``
   of *this* call (the paper's 720 s for 10800 s: cycles of 1 + 2 + 4 + 8 end at the budget).
+  ``settings.cycle_ends`` instead places the restarts at given absolute points (the search's
+  rung budgets, for the ``restarts`` fidelity protocol), so that every rung ends annealed;
+  see :func:`lr_factor`.
 * **Exact continuation.** With an epoch budget on the CPU and a fixed seed, train(9) and
   train(3, save) followed by train(9, checkpoint) give identical weights: every random number
   comes from a stream seeded by (seed, epoch) or (seed, step), never from a generator that
@@ -47,7 +50,7 @@ from .data import DataSplits
 from .models import build_model
 
 __all__ = ["BUDGET_UNITS", "CHECKPOINT_FILE", "Hyperparameters", "Progress", "TrainRecord",
-           "TrainSettings", "sgdr_factor", "train"]
+           "TrainSettings", "lr_factor", "restarts_factor", "sgdr_factor", "train"]
 
 BUDGET_UNITS = ("epochs", "seconds")
 CHECKPOINT_FILE = "trainer_state.pt"
@@ -99,14 +102,21 @@ class Hyperparameters:
 class TrainSettings:
     """How the loop runs, as opposed to what is being searched.
 
-    ``t0`` and ``t_mult`` are in budget units (epochs or seconds).
+    ``t0``, ``t_mult`` and ``cycle_ends`` are in budget units (epochs or seconds). With
+    ``cycle_ends`` set, ``t0`` only matters past its last point (see :func:`lr_factor`).
     """
 
     t0: float | None = None      # first SGDR cycle; None -> budget / 15 (paper: 720 s of 10800 s)
     t_mult: float = 2.0          # each SGDR cycle is t_mult times longer than the previous one
     eval_batch_size: int = 1024  # images per forward pass when computing errors
+    cycle_ends: tuple[float, ...] = ()  # absolute progress at which each cosine cycle ends
+    #                                     (ascending); () -> plain SGDR from t0 and t_mult
 
     def __post_init__(self) -> None:
+        ends = tuple(float(e) for e in self.cycle_ends)
+        if any(not e > 0 for e in ends) or any(b <= a for a, b in zip(ends, ends[1:])):
+            raise ValueError(f"cycle_ends must be positive and strictly ascending, got {ends}")
+        object.__setattr__(self, "cycle_ends", ends)
         if self.t0 is not None and not self.t0 > 0:
             raise ValueError(f"t0 must be positive, got {self.t0}")
         if not self.t_mult >= 1:
@@ -128,6 +138,7 @@ class Progress:
     train_loss: float
     val_error: float | None
     elapsed_s: float
+    lr: float = float("nan")  # learning rate of the last optimizer step (nan before any step)
 
 
 @dataclass(frozen=True)
@@ -137,8 +148,10 @@ class TrainRecord:
     ``val_error``/``test_error`` are fractions misclassified (0..1; 1.0 when diverged);
     ``train_loss`` is the mean mini-batch loss of the last (possibly partial) epoch (inf when
     diverged); ``cost_s`` the wall seconds of this call, everything included;
-    ``budget_reached`` the total budget consumed, checkpointed calls included; ``steps`` the
-    total optimizer steps; ``status`` "ok" or "diverged".
+    ``budget_reached`` the total budget consumed, checkpointed calls included; ``budget_start``
+    where this call started (0 from scratch, the checkpoint's progress when continued), so
+    ``budget_reached - budget_start`` is what this call spent; ``steps`` the total optimizer
+    steps; ``status`` "ok" or "diverged".
     """
 
     val_error: float
@@ -151,6 +164,7 @@ class TrainRecord:
     status: str
     n_params: int
     device: str
+    budget_start: float = 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,6 +189,32 @@ def sgdr_factor(t: float, t0: float, t_mult: float) -> float:
             t_cur, t_i = t_cur - t_i, t_i * t_mult
         t_cur = max(t_cur, 0.0)
     return 0.5 * (1.0 + math.cos(math.pi * t_cur / t_i))
+
+
+def restarts_factor(t: float, cycle_ends: tuple[float, ...], t_mult: float) -> float:
+    """Cosine multiplier with restarts at the given absolute points ``cycle_ends``.
+
+    Cycle ``k`` runs from ``cycle_ends[k-1]`` (0 for the first) to ``cycle_ends[k]`` and falls
+    from 1 to 0 along half a cosine, so the factor reaches 0 exactly at every point of
+    ``cycle_ends`` and restarts at 1 right after it. Past the last point the schedule goes on as
+    SGDR whose first cycle is ``t_mult`` times the last one, so continuing beyond the largest
+    budget (a retrain, a longer run) still has a schedule.
+    """
+    start = 0.0
+    for end in cycle_ends:
+        if t < end:
+            return 0.5 * (1.0 + math.cos(math.pi * (t - start) / (end - start)))
+        start = end
+    last = cycle_ends[-1] - (cycle_ends[-2] if len(cycle_ends) > 1 else 0.0)
+    return sgdr_factor(t - cycle_ends[-1], last * t_mult, t_mult)
+
+
+def lr_factor(t: float, settings: TrainSettings, t0: float) -> float:
+    """The learning rate multiplier at absolute progress ``t``: :func:`restarts_factor` when
+    ``settings.cycle_ends`` is set, else :func:`sgdr_factor` with ``t0``."""
+    if settings.cycle_ends:
+        return restarts_factor(t, settings.cycle_ends, settings.t_mult)
+    return sgdr_factor(t, t0, settings.t_mult)
 
 
 # Independent random streams; each is indexed by an epoch or a step, never carried along.
@@ -303,6 +343,7 @@ def train(config: Mapping, budget: float, data: DataSplits, *, budget_unit: str 
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed, status = state["step"], state["elapsed_s"], state["status"]
         last_epoch_loss = state["train_loss"]
+    budget_start = step / steps_per_epoch if budget_unit == "epochs" else elapsed
 
     # --- data, once on the device ------------------------------------------------------------
     train_x, train_y = data.train.x.to(dev), data.train.y.to(dev)
@@ -330,6 +371,7 @@ def train(config: Mapping, budget: float, data: DataSplits, *, budget_unit: str 
     loss_count = 0
     reported_step, last_val = -1, None
     perm, perm_epoch = None, -1
+    lr = float("nan")
     model.train()
     mark = time.perf_counter()
     while status == "ok" and not done():
@@ -346,7 +388,7 @@ def train(config: Mapping, budget: float, data: DataSplits, *, budget_unit: str 
         x, y_a, y_b = mixup(x, y, lam, augment_g)
 
         t = progress_now() if budget_unit == "epochs" else elapsed + time.perf_counter() - mark
-        lr = hp.learning_rate * sgdr_factor(t, t0, settings.t_mult)
+        lr = hp.learning_rate * lr_factor(t, settings, t0)
         for group in optimizer.param_groups:
             group["lr"] = lr
 
@@ -379,7 +421,7 @@ def train(config: Mapping, budget: float, data: DataSplits, *, budget_unit: str 
                 last_val, reported_step = validate(), step
                 report(Progress(budget=progress_now(), epoch=step / steps_per_epoch, step=step,
                                 train_loss=last_epoch_loss, val_error=last_val,
-                                elapsed_s=elapsed))
+                                elapsed_s=elapsed, lr=lr))
                 mark = time.perf_counter()  # evaluation and reporting are not training time
 
     # --- the end of the call -----------------------------------------------------------------
@@ -400,7 +442,7 @@ def train(config: Mapping, budget: float, data: DataSplits, *, budget_unit: str 
 
     if report is not None and reported_step != step:
         report(Progress(budget=progress_now(), epoch=step / steps_per_epoch, step=step,
-                        train_loss=train_loss, val_error=val_error, elapsed_s=elapsed))
+                        train_loss=train_loss, val_error=val_error, elapsed_s=elapsed, lr=lr))
     if save_checkpoint is not None:
         _save(save_checkpoint, {
             "format": _CHECKPOINT_FORMAT, "model": model.state_dict(),
@@ -412,4 +454,5 @@ def train(config: Mapping, budget: float, data: DataSplits, *, budget_unit: str 
                        test_error=None if test_error is None else float(test_error),
                        train_loss=float(train_loss), cost_s=time.perf_counter() - wall_start,
                        budget_reached=float(progress_now()), budget_unit=budget_unit,
-                       steps=int(step), status=status, n_params=int(n_params), device=str(dev))
+                       steps=int(step), status=status, n_params=int(n_params), device=str(dev),
+                       budget_start=float(budget_start))

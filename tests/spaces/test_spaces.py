@@ -51,7 +51,7 @@ def test_baselines_fix_the_architecture_and_vary_training():
     r18 = spaces.get("resnet18")
     assert r18["res_blocks_4"].value == 2 and r18["filters_0"].value == 64
     wrn = spaces.get("wrn28-10")
-    assert wrn["widen_factor_2"].value == 10.0 and wrn["res_blocks_3"].value == 4
+    assert wrn["widen_factor_1"].value == 10.0 and wrn["res_blocks_3"].value == 4
     for space in (r18, wrn):
         assert space["learning_rate"].log and (space["learning_rate"].lower, space["learning_rate"].upper) == (0.001, 1.0)
     assert set(TRAINING_RANGES) | set(ARCHITECTURE_RANGES) == set(spaces.get("zela2018").keys())

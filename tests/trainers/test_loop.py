@@ -11,7 +11,8 @@ import torch
 
 from jointsearch.trainers.data import DataSplits, Split, load_dataset
 from jointsearch.trainers.loop import (
-    CHECKPOINT_FILE, Hyperparameters, Progress, TrainSettings, sgdr_factor, train,
+    CHECKPOINT_FILE, Hyperparameters, Progress, TrainSettings, lr_factor, restarts_factor,
+    sgdr_factor, train,
 )
 
 TINY = {"res_blocks_1": 1, "res_blocks_2": 1, "res_blocks_3": 1, "filters_0": 8,
@@ -76,6 +77,32 @@ class TestSchedule:
             TrainSettings(t0=0.0)
         with pytest.raises(ValueError):
             TrainSettings(t_mult=0.5)
+        with pytest.raises(ValueError, match="ascending"):
+            TrainSettings(cycle_ends=(3.0, 1.0))
+        with pytest.raises(ValueError, match="ascending"):
+            TrainSettings(cycle_ends=(0.0, 1.0))
+
+    def test_restarts_end_a_cycle_at_every_given_point(self):
+        """Cycles [0, 1], [1, 3], [3, 9]: 0 just before each end, 1 at each restart, 1/2 half-way."""
+        ends = (1.0, 3.0, 9.0)
+        for end in ends:
+            assert restarts_factor(end - 1e-9, ends, 2.0) == pytest.approx(0.0, abs=1e-6)
+        for start in (0.0, 1.0, 3.0):
+            assert restarts_factor(start, ends, 2.0) == pytest.approx(1.0)
+        assert restarts_factor(0.5, ends, 2.0) == pytest.approx(0.5)
+        assert restarts_factor(2.0, ends, 2.0) == pytest.approx(0.5)
+        assert restarts_factor(6.0, ends, 2.0) == pytest.approx(0.5)
+
+    def test_restarts_go_on_as_sgdr_past_the_last_point(self):
+        """Past 9 the next cycle is Tmult x the last one (6 -> 12): restart at 9, minimum at 21."""
+        ends = (1.0, 3.0, 9.0)
+        assert restarts_factor(9.0, ends, 2.0) == pytest.approx(1.0)
+        assert restarts_factor(15.0, ends, 2.0) == pytest.approx(0.5)
+        assert restarts_factor(21.0 - 1e-9, ends, 2.0) == pytest.approx(0.0, abs=1e-6)
+
+    def test_lr_factor_picks_the_schedule(self):
+        assert lr_factor(2.0, TrainSettings(), 1.0) == sgdr_factor(2.0, 1.0, 2.0)
+        assert lr_factor(2.0, TrainSettings(cycle_ends=(1.0, 3.0)), 1.0) == pytest.approx(0.5)
 
 
 class TestLearning:
@@ -132,6 +159,20 @@ class TestContinuation:
         rest = train(RANDOM_EVERYWHERE, 3, synthetic, settings=settings,
                      checkpoint=tmp_path / "part", save_checkpoint=tmp_path / "rest")
         assert part.steps < rest.steps == whole.steps
+        assert rest.val_error == whole.val_error
+        assert weights_equal(tmp_path / "whole", tmp_path / "rest")
+
+    def test_continuation_is_exact_with_restarts_at_the_rungs(self, synthetic, tmp_path):
+        """The ``restarts`` protocol: one call to 3 equals 1 (saved) + 2 more, through a restart."""
+        settings = TrainSettings(cycle_ends=(1.0, 3.0))
+        whole = train(RANDOM_EVERYWHERE, 3, synthetic, settings=settings,
+                      save_checkpoint=tmp_path / "whole")
+        part = train(RANDOM_EVERYWHERE, 1, synthetic, settings=settings,
+                     save_checkpoint=tmp_path / "part")
+        rest = train(RANDOM_EVERYWHERE, 3, synthetic, settings=settings,
+                     checkpoint=tmp_path / "part", save_checkpoint=tmp_path / "rest")
+        assert part.budget_start == 0.0 and rest.budget_start == 1.0
+        assert rest.budget_reached - rest.budget_start == 2.0
         assert rest.val_error == whole.val_error
         assert weights_equal(tmp_path / "whole", tmp_path / "rest")
 

@@ -31,9 +31,18 @@ ZELA_BEST = {  # the 3 h incumbent of Zela et al. 2018 (reference/zela2018.md)
     "filters_0": 16,
     "widen_factor_1": 6.241141, "widen_factor_2": 1.388867, "widen_factor_3": 3.344766,
 }
-RESNET18 = {**{f"res_blocks_{i}": 2 for i in (1, 2, 3, 4)}, "filters_0": 64}
-WRN_28_10 = {**{f"res_blocks_{i}": 4 for i in (1, 2, 3)},
-             **{f"widen_factor_{i}": 10.0 for i in (1, 2, 3)}, "filters_0": 16}
+# The baselines in the authors' compounding width rule (width_i = round(width_(i-1) * wf_i)).
+RESNET18 = {**{f"res_blocks_{i}": 2 for i in (1, 2, 3, 4)}, "filters_0": 64,
+            "widen_factor_1": 1.0, **{f"widen_factor_{i}": 2.0 for i in (2, 3, 4)}}
+WRN_28_10 = {**{f"res_blocks_{i}": 4 for i in (1, 2, 3)}, "filters_0": 16,
+             "widen_factor_1": 10.0, "widen_factor_2": 2.0, "widen_factor_3": 2.0}
+
+
+def shake26(first_width: int) -> dict:
+    return {**{f"res_blocks_{i}": 4 for i in (1, 2, 3)}, **{f"res_branches_{i}": 2 for i in (1, 2, 3)},
+            "filters_0": 16, "widen_factor_1": first_width / 16, "widen_factor_2": 2.0, "widen_factor_3": 2.0}
+
+
 SMALL_MULTI = {"res_blocks_1": 1, "res_blocks_2": 2, "res_branches_1": 3,
                "res_branches_2": 3, "filters_0": 4, "shakedrop_death_rate": 0.5}
 
@@ -41,16 +50,17 @@ SMALL_MULTI = {"res_blocks_1": 1, "res_blocks_2": 2, "res_branches_1": 3,
 def expected_parameter_count(config: dict, in_channels: int, num_classes: int) -> int:
     """The architecture written out as arithmetic, independent of the nn.Module code.
 
-    stem conv3x3; per block: a shared pre-activation BN (2 * c_in), per branch
+    Widths compound: w_0 = filters_0, w_i = round(w_(i-1) * widen_factor_i) (the authors'
+    rule). Stem conv3x3; per block: a shared pre-activation BN (2 * c_in), per branch
     conv3x3(c_in -> w) + BN(w) + conv3x3(w -> w), a 1x1 projection when the shape changes;
     head BN + Linear with bias.
     """
     f0 = config["filters_0"]
     total = 9 * in_channels * f0
-    c = f0
+    c = w = f0
     i = 1
     while f"res_blocks_{i}" in config:
-        w = max(1, round(f0 * config.get(f"widen_factor_{i}", 1.0) * 2 ** (i - 1)))
+        w = max(1, round(w * config.get(f"widen_factor_{i}", 1.0)))
         n = config.get(f"res_branches_{i}", 1)
         for j in range(config[f"res_blocks_{i}"]):
             downsample = i > 1 and j == 0
@@ -62,8 +72,8 @@ def expected_parameter_count(config: dict, in_channels: int, num_classes: int) -
     return total + 2 * c + c * num_classes + num_classes
 
 
-@pytest.mark.parametrize("config", [ZELA_MIN, ZELA_MAX, ZELA_BEST, RESNET18, WRN_28_10],
-                         ids=["zela-min", "zela-max", "zela-best", "resnet18", "wrn-28-10"])
+@pytest.mark.parametrize("config", [ZELA_MIN, ZELA_MAX, ZELA_BEST, RESNET18, WRN_28_10, shake26(64)],
+                         ids=["zela-min", "zela-max", "zela-best", "resnet18", "wrn-28-10", "shake26-2x64d"])
 def test_count_parameters_matches_closed_form(config):
     """The meta-device count equals the formula, even for the billion-parameter corner."""
     assert count_parameters(config, 3, 10) == expected_parameter_count(config, 3, 10)
@@ -80,17 +90,49 @@ def test_baselines_have_published_sizes(config, published):
     assert count_parameters(config, 3, 10) == pytest.approx(published, rel=0.01)
 
 
+@pytest.mark.parametrize("first_width,published", [(32, 2.9e6), (64, 11.7e6), (96, 26.2e6)],
+                         ids=["2x32d", "2x64d", "2x96d"])
+def test_shake_shake_26_baselines_have_the_papers_sizes(first_width, published):
+    """Shake-Shake 26 2x32d / 2x64d / 2x96d: 2.9M, 11.7M, 26.2M (the paper's table) within 1%.
+
+    Our two-branch block shares its first BN and uses a 1x1 projection shortcut rather than
+    Gastaldi's two concatenated half-width 1x1 convolutions, so the count differs by a little.
+    """
+    assert count_parameters(shake26(first_width), 3, 10) == pytest.approx(published, rel=0.01)
+
+
+def test_papers_best_configuration_has_27_6m_parameters():
+    """The 3 h incumbent of Zela et al. has widths 100, 139, 465 and 27.6M parameters (within
+    1%) under the authors' compounding widths; the old doubling rule gave 5.9M."""
+    assert arch_spec(ZELA_BEST).widths == (100, 139, 465)
+    assert count_parameters(ZELA_BEST, 3, 10) == pytest.approx(27.6e6, rel=0.01)
+
+
+@pytest.mark.parametrize("name,config", [("resnet18", RESNET18), ("wrn28-10", WRN_28_10),
+                                         ("shake26-2x32d", shake26(32)), ("shake26-2x64d", shake26(64)),
+                                         ("shake26-2x96d", shake26(96))])
+def test_registered_baseline_spaces_build_these_networks(name, config):
+    """The registered baseline spaces fix exactly the architectures counted above."""
+    from jointsearch import spaces
+
+    fixed = dict(spaces.get(name).get_default_configuration())
+    assert arch_spec(fixed).widths == arch_spec(config).widths
+    assert count_parameters(fixed, 3, 10) == count_parameters(config, 3, 10)
+
+
 def test_real_model_count_equals_meta_count():
     model = build_model(ZELA_MIN, 3, 10)
     assert sum(p.numel() for p in model.parameters()) == count_parameters(ZELA_MIN, 3, 10)
 
 
-def test_missing_keys_take_defaults_and_stage_widths_double():
-    spec = arch_spec({"res_blocks_1": 2, "res_blocks_2": 1, "filters_0": 10,
-                      "widen_factor_2": 1.5})
-    assert spec.blocks == (2, 1)
-    assert spec.branches == (1, 1)
-    assert spec.widths == (10, 30)
+def test_missing_keys_take_defaults_and_stage_widths_compound():
+    """width_1 = round(10 * 1.0) = 10; width_2 = round(10 * 1.5) = 15; width_3 = round(15 * 2.5) = 38
+    (no doubling per stage: the authors' rule)."""
+    spec = arch_spec({"res_blocks_1": 2, "res_blocks_2": 1, "res_blocks_3": 1, "filters_0": 10,
+                      "widen_factor_2": 1.5, "widen_factor_3": 2.5})
+    assert spec.blocks == (2, 1, 1)
+    assert spec.branches == (1, 1, 1)
+    assert spec.widths == (10, 15, 38)
     assert spec.death_rate == 0.0
 
 
