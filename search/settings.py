@@ -49,6 +49,9 @@ class SearchSettings:
     max_failures: int = 0  # retries of a trial that raised
     dashboard_every: int = 10  # evaluations between live dashboard updates in MLflow
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # extra keywords for a user trainer
+    # robustness (issue 12): per-evaluation time limit and checkpoints kept on disk
+    eval_timeout: float | None = None  # seconds per evaluation; None: 2 x budget + 60 s for seconds budgets, else none; 0: none
+    keep_checkpoints: str = "promotable"  # "all", "promotable" (what a paused trial or the incumbent needs), "none"
 
     @property
     def tracking_uri(self) -> str:
@@ -81,6 +84,9 @@ class SearchSettings:
         return out
 
     def validate(self) -> "SearchSettings":
+        from .validation import check_settings
+
+        check_settings(self)  # finite, bounded values first (validation.SETTING_RULES)
         if self.scheduler not in SCHEDULERS:
             raise UsageError(f"unknown --scheduler {self.scheduler!r}; choose from {', '.join(SCHEDULERS)}")
         if self.budget_unit not in BUDGET_UNITS:
