@@ -230,7 +230,18 @@ def render_report(
 
 def write_report(path: str | Path, records: Sequence[EvaluationRecord], **kwargs: Any) -> Path:
     """Render the report (same keyword arguments as :func:`render_report`) and write it."""
+    import os
+    import tempfile
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(records, **kwargs), encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)  # the CLI refuses a missing folder before this
+    html = render_report(records, **kwargs).encode("utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:  # atomic: a reader (or a crash) never sees half a report
+        with os.fdopen(fd, "wb") as f:
+            f.write(html)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

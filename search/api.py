@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,11 +20,12 @@ from jointsearch.spaces import load_space, to_json
 
 from .budgets import rung_budgets, step_scale
 from .presets import get_preset
-from .errors import UsageError
-from .results import SearchResults, artifact_text, read_search
+from .interrupt import SearchInterrupted, interruptible
+from .results import read_search
 from .settings import SearchSettings
 from .tracking import SearchTracker
 from .trainer_api import BUILTIN_RETRAINER, call_trainer, resolve
+from .validation import check_space, check_tracking_uri
 
 log = logging.getLogger("jointsearch.search")
 
@@ -46,68 +45,15 @@ class SearchSummary:
     resumed: bool = False
 
 
-HEARTBEAT_TAG = "jointsearch.heartbeat"
-RESUMES_TAG = "jointsearch.resumes"
+# Resume and heartbeat logic lives in resume.py; these names stay importable from here.
+from .resume import (HEARTBEAT_TAG, INTERRUPTED_TAG, RESUMES_TAG, Heartbeat, choose_search_to_continue,  # noqa: E402
+                     driver_tags, heartbeat_interval_s, recorded_settings)
+
+__all__ = ["HEARTBEAT_TAG", "RESUMES_TAG", "SearchSummary", "heartbeat_interval_s", "recorded_settings", "retrain",
+           "run_search"]
 
 
-def heartbeat_interval_s() -> float:
-    """How often a running search says it is alive (a dead one is 3 silent intervals old)."""
-    return float(os.environ.get("JOINTSEARCH_HEARTBEAT_S", "30"))
-
-
-class _Heartbeat(threading.Thread):
-    """Stamps the parent run with the time, so a later command can tell a crashed search
-    (stale stamp, status still RUNNING) from one that is still running elsewhere."""
-
-    def __init__(self, uri: str, run_id: str):
-        super().__init__(daemon=True, name="jointsearch-heartbeat")
-        self.uri, self.run_id, self.stop = uri, run_id, threading.Event()
-
-    def run(self) -> None:
-        from .tracking import client_for
-
-        client = client_for(self.uri)
-        while not self.stop.is_set():
-            try:
-                client.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
-            except Exception:  # noqa: BLE001 - an unreachable server is handled by the tracker
-                pass
-            self.stop.wait(heartbeat_interval_s())
-
-
-def _unfinished_search(settings: SearchSettings) -> SearchResults | None:
-    """The newest search of the experiment if it did not finish (its driver died), else None."""
-    from .results import check_store_exists
-
-    try:
-        check_store_exists(settings.tracking_uri)
-        results = read_search(settings.tracking_uri, settings.experiment)
-    except UsageError:
-        return None
-    return None if results.status == "FINISHED" else results
-
-
-def _alive(results: SearchResults) -> bool:
-    stamp = results.parent_tags.get(HEARTBEAT_TAG)
-    return results.status == "RUNNING" and stamp is not None and time.time() - float(stamp) < 3 * heartbeat_interval_s()
-
-
-def recorded_settings(uri: str, experiment: str, search_run_id: str | None = None) -> SearchSettings:
-    """The settings a search was launched with (its settings.json), to resume it as it was."""
-    from .results import check_store_exists
-    from .tracking import client_for
-
-    check_store_exists(uri)
-    results = read_search(uri, experiment, search_run_id)
-    text = artifact_text(client_for(uri), results.search_run_id, "settings.json")
-    if not text:
-        raise UsageError(f"search {results.search_run_id} has no settings.json; it cannot be resumed")
-    values = json.loads(text)
-    names = {f.name for f in dataclasses.fields(SearchSettings)}
-    return SearchSettings(**{k: v for k, v in values.items() if k in names})
-
-
-def run_search(settings: SearchSettings, *, resume: bool | None = None) -> SearchSummary:
+def run_search(settings: SearchSettings, *, resume: bool | None = None, force: bool = False) -> SearchSummary:
     """Validate everything, then run the search and record it in MLflow; returns what it found.
 
     Nothing is written (no MLflow store, no Ray results) until the settings, the space and the
@@ -118,30 +64,35 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None) -> Searc
     are never run again; they warm-start the searcher (BOHB's KDEs, TPE's trials). Child runs
     the crash left RUNNING are closed as ``interrupted`` (their results up to the last finished
     rung stay); the remaining ``num_samples`` are new configurations, sampled with a seed
-    shifted per resume so that a seeded searcher does not propose the same ones again.
+    shifted per resume so that a seeded searcher does not propose the same ones again. A search
+    whose driver is alive is never taken over; ``force`` takes over one on another host whose
+    heartbeat is not stale yet (see resume.py).
+
+    SIGINT/SIGTERM end the search as interrupted (interrupt.py): :class:`SearchInterrupted` is
+    raised after the parent run was ended KILLED, and ``resume=True`` continues it.
     """
     started = time.time()
     settings.validate()
     space = load_space(settings.space)
+    check_space(space, f"space {settings.space}")
     if not settings.builtin_trainer:
         resolve(settings.trainer)  # fail now, in the driver, not in every worker
     rungs = rung_budgets(settings.min_budget, settings.max_budget, settings.eta)
 
-    previous = _unfinished_search(settings) if resume is not False else None
-    if previous is not None and resume is None and previous.params != settings.as_params():
-        previous = None  # a different search in the same experiment: start a new one
-    if resume and previous is None:
-        raise UsageError(f"experiment {settings.experiment!r} has no unfinished search to resume")
-    if previous is not None and _alive(previous):
-        if resume:
-            raise UsageError(f"search {previous.search_run_id} is still running (heartbeat "
-                             f"{time.time() - float(previous.parent_tags[HEARTBEAT_TAG]):.0f} s ago); stop it first")
-        previous = None
+    check_tracking_uri(settings.tracking_uri)
+    previous = choose_search_to_continue(settings, resume=resume, force=force)
 
-    if get_preset(settings.scheduler).backend == "hpbandster":
+    hpbandster = get_preset(settings.scheduler).backend == "hpbandster"
+    cluster_tags: dict[str, str] = {}
+    if hpbandster:
         from .hpbandster_backend import run_hpbandster as run_backend
     else:
+        from .ray_cluster import connect
         from .ray_tune import run_tune as run_backend  # Ray is heavy: imported only when a search runs
+
+        cluster = connect(settings)  # before anything is written: a cluster that is not there costs nothing
+        cluster_tags = cluster.tags()
+        log.warning("%s", cluster.line())
 
     tracker = SearchTracker(settings.tracking_uri, settings.experiment, step_scale(rungs))
     observations: list[EvaluationRecord] = []
@@ -150,12 +101,14 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None) -> Searc
         run_name = f"{space.name or 'space'}-{settings.scheduler}-{time.strftime('%Y%m%d-%H%M%S')}"
         settings_json = json.dumps(dataclasses.asdict(settings), indent=2, default=str)
         tracker.start_search(settings.as_params(), run_name=run_name, budget_unit=settings.budget_unit,
-                             artifacts={"space.json": to_json(space), "settings.json": settings_json})
+                             artifacts={"space.json": to_json(space), "settings.json": settings_json},
+                             tags={**driver_tags(), **cluster_tags})
     else:
         resumes = int(previous.parent_tags.get(RESUMES_TAG, "0")) + 1
         run_name = f"{previous.parent_tags.get('mlflow.runName', 'search')}-resume{resumes}"
         observations = list(previous.records)
-        tracker.reattach(previous.search_run_id, previous.trial_runs, tags={RESUMES_TAG: resumes})
+        tracker.reattach(previous.search_run_id, previous.trial_runs,
+                         tags={RESUMES_TAG: resumes, INTERRUPTED_TAG: "", **driver_tags(), **cluster_tags})
         for trial_id, tags in previous.trial_tags.items():
             if not tags.get("final_status"):
                 tracker.trial_ended(trial_id, "interrupted")
@@ -168,20 +121,29 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None) -> Searc
 
     tracker.attach_dashboards(space=space, settings=settings.as_params(), title=f"jointsearch: {run_name}",
                               refresh_every=settings.dashboard_every, records=observations)
-    heartbeat = _Heartbeat(settings.tracking_uri, tracker.parent_run_id)
+    heartbeat = Heartbeat(settings.tracking_uri, tracker.parent_run_id)
     heartbeat.start()
-    try:
-        if run_settings.num_samples > 0:
-            if observations:
-                run_backend(run_settings, space, tracker, run_name, observations=observations)
-            else:
-                run_backend(run_settings, space, tracker, run_name)
-    except BaseException:
+    with interruptible(raise_now=hpbandster) as guard:
+        tracker.interrupt = guard
+        try:
+            if run_settings.num_samples > 0:
+                if observations:
+                    run_backend(run_settings, space, tracker, run_name, observations=observations)
+                else:
+                    run_backend(run_settings, space, tracker, run_name)
+            guard.check()
+        except BaseException:
+            heartbeat.stop.set()
+            if guard.requested:
+                tracker.set_search_tags({INTERRUPTED_TAG: guard.name})
+                tracker.end_search("KILLED")
+                log.warning("search %s interrupted (%s); continue it with: jointsearch search --resume "
+                            "--experiment %s", tracker.parent_run_id, guard.name, settings.experiment)
+                raise SearchInterrupted(guard.signum) from None
+            tracker.end_search("KILLED")
+            raise
         heartbeat.stop.set()
-        tracker.end_search("KILLED")
-        raise
-    heartbeat.stop.set()
-    tracker.end_search("FINISHED")
+        tracker.end_search("FINISHED")
     results = read_search(settings.tracking_uri, settings.experiment, tracker.parent_run_id)
     per_budget: dict[float, int] = {}
     for record in results.records:

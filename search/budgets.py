@@ -14,6 +14,8 @@ from .errors import UsageError
 
 #: The result key Ray's schedulers read as "time": budget / min_budget.
 PROGRESS_KEY = "budget_units"
+MAX_BUDGET_RATIO = 1e9
+MAX_RUNGS = 40
 
 
 def check_budgets(min_budget: float, max_budget: float, eta: float) -> None:
@@ -23,6 +25,14 @@ def check_budgets(min_budget: float, max_budget: float, eta: float) -> None:
         raise UsageError(f"--max-budget must be at least --min-budget ({min_budget}), got {max_budget}")
     if not (eta > 1 and math.isfinite(eta)):
         raise UsageError(f"--eta must be greater than 1, got {eta}")
+    # Bounded rung arithmetic: --eta 1.000000000001 would otherwise loop ~1e12 times, and
+    # --min-budget 1e-300 --max-budget 1e300 overflow.
+    ratio = max_budget / min_budget
+    if not (math.isfinite(ratio) and ratio <= MAX_BUDGET_RATIO):
+        raise UsageError(f"--max-budget / --min-budget must be at most {MAX_BUDGET_RATIO:g}, got {ratio:g}")
+    if math.log(ratio) / math.log(eta) > MAX_RUNGS:
+        raise UsageError(f"--eta {eta!r} gives {math.log(ratio) / math.log(eta):.3g} rungs between the budgets; "
+                         f"at most {MAX_RUNGS} (raise --eta or --min-budget)")
 
 
 def max_units(min_budget: float, max_budget: float) -> int:

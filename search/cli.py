@@ -20,9 +20,10 @@ from pathlib import Path
 from jointsearch.spaces import SpaceError
 
 from .errors import UsageError
+from .interrupt import SearchInterrupted
 from .recipes import RECIPES, apply_recipe
 from .settings import BUDGET_UNITS, FIDELITY_PROTOCOLS, SCHEDULERS, SearchSettings
-from .trainer_api import BUILTIN_TRAINER
+from .trainer_api import BUILTIN_TRAINER, resolve
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,6 +73,16 @@ def _add_search(sub) -> None:
                         "368 samples, cifar10); flags given with it override it")
     p.add_argument("--budget-scale", type=float, default=1.0,
                    help="multiply both budgets, e.g. GTX 1080 Ti throughput / your GPU's (README)")
+    # robustness (issue 12): time limits, taking over a search whose heartbeat is not stale yet
+    p.add_argument("--eval-timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop an evaluation that runs longer and record it failed (failure_kind=timeout); "
+                        "default: 2 x budget + 60 s for --budget-unit seconds, no limit for epochs; 0: no limit")
+    p.add_argument("--keep-checkpoints", choices=("all", "promotable", "none"), default=d.keep_checkpoints,
+                   help="checkpoints kept on disk: all, promotable (the latest of a trial that can still be "
+                        "promoted, and the incumbent's; default), none (deleted when the search ends)")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: take over a search on another host whose heartbeat is not stale yet "
+                        "(a live search on this host is never taken over)")
     p.set_defaults(search_parser=p)
 
 
@@ -92,12 +103,14 @@ def _build_parser() -> _Parser:
     export.add_argument("--experiment", required=True)
     export.add_argument("--search-run", default=None, help="a search's parent run id (default: the newest)")
     export.add_argument("--out", default="best.json")
+    export.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
     report = sub.add_parser("report", help="write a self-contained HTML report of a search (running or finished)")
     report.add_argument("--mlflow-uri", default=None)
     report.add_argument("--experiment", required=True)
     report.add_argument("--search-run", default=None, help="a search's parent run id (default: the newest)")
     report.add_argument("--out", default="report.html")
+    report.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
     train = sub.add_parser("train", help="retrain an exported configuration and report val/test error")
     train.add_argument("--config", required=True, help="a JSON file written by `jointsearch export`")
@@ -106,7 +119,11 @@ def _build_parser() -> _Parser:
     train.add_argument("--data-dir", default=None)
     train.add_argument("--budget-unit", choices=BUDGET_UNITS, default=None)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--trainer", default=None, help="default: the one it was searched with")
+    train.add_argument("--trainer", default=None,
+                       help="package.module:function to retrain with (default: the built-in trainer; a trainer "
+                            "named in the configuration file runs only when given here too)")
+    train.add_argument("--space", default=None,
+                       help="the space to check a configuration file without its own space against")
 
     data = sub.add_parser("data", help="data sets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -121,11 +138,14 @@ def _cmd_search(args) -> int:
 
     if args.resume:
         from .settings import default_mlflow_uri
+        from .validation import check_tracking_uri
 
-        settings = recorded_settings(args.mlflow_uri or default_mlflow_uri(), args.experiment)
+        uri = args.mlflow_uri or default_mlflow_uri()
+        check_tracking_uri(uri, must_exist=True)
+        settings = recorded_settings(uri, args.experiment)
         settings = dataclasses.replace(settings, mlflow_uri=args.mlflow_uri or settings.mlflow_uri,
                                        ray_address=args.ray_address or settings.ray_address)
-        summary = run_search(settings, resume=True)
+        summary = run_search(settings, resume=True, force=args.force)
         return _print_summary(summary, settings)
     settings = SearchSettings(
         space=args.space, dataset=args.dataset, scheduler=args.scheduler, min_budget=args.min_budget,
@@ -135,11 +155,12 @@ def _cmd_search(args) -> int:
         trainer=args.trainer, data_dir=args.data_dir, storage_path=args.storage_path, max_failures=args.max_failures,
         dashboard_every=args.dashboard_every, trainer_kwargs=_trainer_args(args.trainer_arg),
         fidelity=args.fidelity, max_params=args.max_params,
+        eval_timeout=args.eval_timeout, keep_checkpoints=args.keep_checkpoints,
     )
     if args.recipe or args.budget_scale != 1.0:  # issue 13: the recipe fills in what was not given
         values = apply_recipe(dataclasses.asdict(settings), _explicit_flags(args), args.recipe, args.budget_scale)
         settings = SearchSettings(**values)
-    return _print_summary(run_search(settings), settings)
+    return _print_summary(run_search(settings, force=args.force), settings)
 
 
 def _explicit_flags(args) -> set[str]:
@@ -209,8 +230,11 @@ def _cmd_export(args) -> int:
     from .export import export_best
     from .settings import default_mlflow_uri
 
+    from .validation import check_tracking_uri
+
     uri = args.mlflow_uri or default_mlflow_uri()
-    payload = export_best(uri, args.experiment, args.out, args.search_run)
+    check_tracking_uri(uri, must_exist=True)
+    payload = export_best(uri, args.experiment, args.out, args.search_run, force=args.force)
     print(f"wrote {args.out}: val_error {payload['val_error']:.4f} at {payload['budget']:g} "
           f"{payload['budget_unit']} (run {payload['run_id']})")
     return 0
@@ -222,7 +246,12 @@ def _cmd_report(args) -> int:
     from .results import read_search
     from .settings import default_mlflow_uri
 
-    results = read_search(args.mlflow_uri or default_mlflow_uri(), args.experiment, args.search_run)
+    from .validation import check_output_file, check_tracking_uri
+
+    uri = args.mlflow_uri or default_mlflow_uri()
+    check_tracking_uri(uri, must_exist=True)
+    check_output_file(args.out, force=args.force)
+    results = read_search(uri, args.experiment, args.search_run)
     title = f"jointsearch: {results.experiment} / {results.params.get('space', '')} ({results.status.lower()})"
     write_report(args.out, results.records, title=title, space=results.space, settings=results.params)
     print(f"wrote {args.out}: {len(results.records)} evaluations of {len(results.trial_runs)} trials "
@@ -231,15 +260,50 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_train(args) -> int:
+    """Retrain an exported configuration. The file is data, never code: its ``trainer`` runs only
+    when the user names the same trainer with ``--trainer``, and a configuration without its own
+    space is checked against ``--space`` (or refused)."""
     from .api import retrain
     from .export import load_export
+    from .validation import check_budget, check_data_dir
 
+    check_budget(args.budget)
+    check_data_dir(args.data_dir)
     payload = load_export(args.config)
-    trainer = args.trainer or payload.get("trainer") or BUILTIN_TRAINER
+    named = payload.get("trainer") or ""
+    if named and not isinstance(named, str):
+        raise UsageError(f"{args.config}: 'trainer' must be a string")
+    builtin = (BUILTIN_TRAINER, "")
+    if args.trainer:
+        trainer = args.trainer
+    elif named not in builtin:
+        raise UsageError(f"{args.config} names the trainer {named[:200]!r}; a configuration file does not choose "
+                         f"code to run: pass --trainer {named[:200]} to confirm it")
+    else:
+        trainer = BUILTIN_TRAINER
+    if not payload.get("space"):
+        if not args.space:
+            raise UsageError(f"{args.config} has no 'space' to check its configuration against; pass --space NAME")
+        from jointsearch.spaces import config_dict, load_space, validate_config
+
+        payload["config"] = config_dict(validate_config(load_space(args.space), payload["config"]))
+    for key in ("dataset", "budget_unit"):
+        if payload.get(key) is not None and not isinstance(payload.get(key), str):
+            raise UsageError(f"{args.config}: {key!r} must be a string")
     context = {"dataset": args.dataset or payload.get("dataset") or "digits", "data_dir": args.data_dir,
                "budget_unit": args.budget_unit or payload.get("budget_unit") or "epochs", "seed": args.seed}
-    if args.budget <= 0:
-        raise UsageError(f"--budget must be positive, got {args.budget}")
+    from .settings import BUDGET_UNITS, DATASETS
+
+    if trainer == BUILTIN_TRAINER:
+        if context["dataset"] not in DATASETS:
+            raise UsageError(f"unknown dataset {context['dataset'][:80]!r}; choose from {', '.join(DATASETS)}")
+        if context["budget_unit"] not in BUDGET_UNITS:
+            raise UsageError(f"unknown budget unit {context['budget_unit'][:80]!r}; choose from "
+                             f"{', '.join(BUDGET_UNITS)}")
+    else:
+        resolve(trainer)
+    if not 0 <= args.seed <= 2**31 - 1:
+        raise UsageError(f"--seed must be 0 to {2**31 - 1}, got {args.seed}")
     try:
         result = retrain(payload["config"], args.budget, trainer=trainer, **context)
     except ValueError as exc:  # DatasetError and friends from the trainer: a user's input
@@ -255,6 +319,9 @@ def _cmd_train(args) -> int:
 def _cmd_data(args) -> int:
     from jointsearch.trainers.data import DatasetError, download_cifar10
 
+    from .validation import check_data_dir
+
+    check_data_dir(args.data_dir)
     try:
         path = download_cifar10(Path(args.data_dir))
     except DatasetError as exc:
@@ -268,20 +335,53 @@ COMMANDS = {"search": _cmd_search, "spaces": _cmd_spaces, "export": _cmd_export,
             "data": _cmd_data}
 
 
+#: Error classes a user can cause with input the validators did not foresee (a file that is
+#: not UTF-8, a store that is not MLflow's, a value that overflows): one line and exit 2, never a
+#: traceback. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (UnicodeError, RecursionError, OverflowError, OSError)
+STORE_ERROR_MODULES = ("mlflow", "sqlalchemy")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, RecursionError):
+        line = "the input is nested too deeply"
+    elif isinstance(exc, OSError) and exc.strerror:
+        line = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return line[:500]
+
+
+def _store_error(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in STORE_ERROR_MODULES
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # which flags were given (--recipe)
         return COMMANDS[args.command](args)
     except (UsageError, SpaceError) as exc:
-        print(f"jointsearch: error: {exc}", file=sys.stderr)
+        print(f"jointsearch: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except SearchInterrupted as exc:
+        print(f"jointsearch: interrupted by {exc}; `jointsearch search --resume --experiment NAME` continues it",
+              file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("jointsearch: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `jointsearch spaces list | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except USER_ERRORS as exc:
+        print(f"jointsearch: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not _store_error(exc):
+            raise
+        print(f"jointsearch: error: MLflow: {_one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -46,20 +46,28 @@ def best_export(results: SearchResults) -> dict[str, Any]:
     }
 
 
-def export_best(uri: str, experiment: str, out: str | Path, search_run_id: str | None = None) -> dict[str, Any]:
+def export_best(uri: str, experiment: str, out: str | Path, search_run_id: str | None = None, *,
+                force: bool = True) -> dict[str, Any]:
+    """Write the best configuration to ``out`` atomically (temporary file + rename). The CLI
+    passes ``force=False``: an existing file is then refused before MLflow is read."""
+    from .validation import check_output_file, write_atomically
+
+    path = check_output_file(str(out), force=force)
     payload = best_export(read_search(uri, experiment, search_run_id))
-    Path(out).write_text(json.dumps(payload, indent=2) + "\n")
+    write_atomically(path, json.dumps(payload, indent=2) + "\n")
     return payload
 
 
 def load_export(path: str | Path) -> dict[str, Any]:
     """Read and check an exported configuration; ``UsageError`` on anything a user could get wrong."""
+    from .validation import read_user_file
+
     try:
-        payload = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        payload = json.loads(read_user_file(str(path), "configuration file"))
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise UsageError(f"{path} is nested too deeply to be a configuration") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict):
         raise UsageError(f"{path} has no 'config' object; write it with `jointsearch export`")
     if payload.get("space"):

@@ -28,14 +28,20 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# Interruptions: Tune's own SIGINT handler ends fit() as if the search had finished; ours
+# (search/interrupt.py) records it as interrupted and stops Tune through _InterruptStopper.
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
 import numpy as np  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
+from ray.tune.stopper import Stopper  # noqa: E402
 
 from jointsearch.spaces import config_dict  # noqa: E402
 from jointsearch.spaces.io import optuna_distribution  # noqa: E402
 
 from .budgets import PROGRESS_KEY, max_units, rung_budgets
+from .eval_timeout import call_with_timeout, timeout_for
+from .ray_checkpoints import CheckpointPruner
 from .presets import get_preset
 from .settings import SearchSettings
 from .tracking import SearchTracker, config_id
@@ -56,6 +62,7 @@ class TrialPlan:
     context: dict[str, Any]
     rungs: tuple[float, ...]
     min_budget: float
+    rung_timeouts: tuple[float, ...] = ()  # seconds per rung's evaluation, 0: none (eval_timeout.py)
 
 
 def trainable(config: dict, plan: TrialPlan) -> None:
@@ -86,8 +93,10 @@ def trainable(config: dict, plan: TrialPlan) -> None:
             # issue 13: under the "scratch" protocol every rung starts over (and pays in full)
             scratch = plan.context.get("fidelity") == "scratch"
             resume_from = None if scratch or state_dir is None else str(state_dir)
-            metrics = call_trainer(fn, config, budget, checkpoint_dir=resume_from,
-                                   save_dir=str(out / STATE_DIR), **plan.context)
+            limit = plan.rung_timeouts[rung] if rung < len(plan.rung_timeouts) else 0.0
+            metrics = call_with_timeout(limit, call_trainer, fn, config, budget, checkpoint_dir=resume_from,
+                                        save_dir=str(out / STATE_DIR), what=f"the evaluation at budget {budget:g}",
+                                        **plan.context)
             metrics.setdefault("cost_s", time.time() - started)
             metrics.setdefault("budget_spent", budget - (0.0 if resume_from is None else done))
             done = budget
@@ -369,6 +378,19 @@ def _concurrency_limit(settings: SearchSettings) -> int | None:
     return None
 
 
+class _InterruptStopper(Stopper):
+    """Ends the whole Tune run once a SIGINT/SIGTERM was seen (search/interrupt.py)."""
+
+    def __init__(self, guard):
+        self.guard = guard
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return bool(self.guard is not None and self.guard.requested)
+
+
 def init_ray(address: str | None) -> None:
     import ray
 
@@ -383,7 +405,8 @@ def init_ray(address: str | None) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(**kwargs)
+        # "local": never join a cluster already running on this machine (see ray_cluster.py).
+        ray.init(address="local", **kwargs)
 
 
 def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: str,
@@ -401,7 +424,8 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
     # its first JSON result was written; harmless here, and it buries the user's output.
     logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
     rungs = tuple(rung_budgets(settings.min_budget, settings.max_budget, settings.eta))
-    plan = TrialPlan(settings.trainer, settings.trainer_context(), rungs, settings.min_budget)
+    timeouts = tuple(timeout_for(b, settings.budget_unit, getattr(settings, "eval_timeout", None)) for b in rungs)
+    plan = TrialPlan(settings.trainer, settings.trainer_context(), rungs, settings.min_budget, timeouts)
     searcher, scheduler = _searcher_and_scheduler(settings, space)
     if observations:
         taken = warm_start(searcher, get_preset(settings.scheduler), space, observations, settings.min_budget)
@@ -418,11 +442,14 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
         run_config=tune.RunConfig(
             name=run_name, storage_path=storage, verbose=0,
             # JSON results only (Tune reads them back); CSV and TensorBoard loggers are off.
-            callbacks=[JsonLoggerCallback(), _make_callback(tracker, scheduler, settings.max_budget)],
-            # Every rung's checkpoint is kept (a handful per trial): forcing deletion makes Tune
-            # snapshot its whole state after each report, which costs more than the disk.
+            callbacks=[JsonLoggerCallback(), _make_callback(tracker, scheduler, settings.max_budget),
+                       CheckpointPruner(getattr(settings, "keep_checkpoints", "promotable"),
+                                        tracker.log_search_metrics)],
+            # Tune keeps every checkpoint: forcing deletion makes it snapshot its whole state after
+            # each report, which costs more than the disk; CheckpointPruner deletes instead.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            stop=_InterruptStopper(getattr(tracker, "interrupt", None)),
         ),
     )
     grid = tuner.fit()

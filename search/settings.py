@@ -60,6 +60,9 @@ class SearchSettings:
     # --- issue 13: the paper's network and protocol ---
     fidelity: str = "restarts"  # how rungs are trained: restarts | scratch | continue (trainers/entry.py)
     max_params: int = DEFAULT_MAX_PARAMS  # larger networks are recorded infeasible, never trained; 0: no limit
+    # robustness (issue 12): per-evaluation time limit and checkpoints kept on disk
+    eval_timeout: float | None = None  # seconds per evaluation; None: 2 x budget + 60 s for seconds budgets, else none; 0: none
+    keep_checkpoints: str = "promotable"  # "all", "promotable" (what a paused trial or the incumbent needs), "none"
 
     @property
     def tracking_uri(self) -> str:
@@ -96,6 +99,9 @@ class SearchSettings:
         return out
 
     def validate(self) -> "SearchSettings":
+        from .validation import check_settings
+
+        check_settings(self)  # finite, bounded values first (validation.SETTING_RULES)
         if self.scheduler not in SCHEDULERS:
             raise UsageError(f"unknown --scheduler {self.scheduler!r}; choose from {', '.join(SCHEDULERS)}")
         if self.budget_unit not in BUDGET_UNITS:

@@ -90,3 +90,13 @@ def faulty_trainer(config: dict, budget: float, *, fault: str = "raise", fault_e
                 marker.write_text("failed once")
                 raise RuntimeError("injected transient failure")
     return fake_trainer(config, budget, **context)
+
+
+def hanging_trainer(config: dict, budget: float, *, hang_every: int = 2, hang_budget: float = 0.0,
+                    **context: Any) -> dict:
+    """The fake trainer, except that every ``hang_every``-th configuration (by hash) never returns
+    at budgets above ``hang_budget``: what ``--eval-timeout`` is for."""
+    if _config_hash(config) % hang_every == 0 and budget > hang_budget:
+        while True:
+            time.sleep(3600)
+    return fake_trainer(config, budget, **context)

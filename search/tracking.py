@@ -99,8 +99,11 @@ class SearchTracker:
 
         self.uri = uri
         self.client = client_for(uri)
+        from .store_lock import store_creation_lock
+
         try:
-            self.experiment_id = get_or_create_experiment(self.client, experiment, uri)
+            with store_creation_lock(uri):  # two first searches on one fresh SQLite file
+                self.experiment_id = get_or_create_experiment(self.client, experiment, uri)
         except Exception as exc:
             if _unreachable(exc):
                 raise UsageError(f"the MLflow tracking server at {uri} is unreachable") from None
@@ -117,6 +120,9 @@ class SearchTracker:
         self._last_attempt = 0.0
         self.deferred_total = 0
         self.dashboards = None  # a live.LiveDashboards, attached once the parent run exists
+        # Interruptions (search/interrupt.py): once its signal arrived, a trial that ends
+        # without reaching the max budget was interrupted, not "stopped" by the scheduler.
+        self.interrupt = None  # an interrupt.InterruptGuard while a search runs
 
     # --- delivery ------------------------------------------------------------------------
     def _submit(self, what: str, op: Callable[[], None]) -> None:
@@ -181,12 +187,13 @@ class SearchTracker:
 
     # --- the search ----------------------------------------------------------------------
     def start_search(self, params: Mapping[str, str], *, run_name: str, budget_unit: str,
-                     artifacts: Mapping[str, str] = {}) -> str:
-        """Create the parent run (synchronously: a search must not start untracked)."""
+                     artifacts: Mapping[str, str] = {}, tags: Mapping[str, str] = {}) -> str:
+        """Create the parent run (synchronously: a search must not start untracked); ``tags``
+        are set at creation (the driver's host and PID: no other command sees the run without them)."""
         from mlflow.entities import Param
 
         tags = {KIND_TAG: "search", RUN_NAME_TAG: run_name, STEP_SCALE_TAG: str(self.step_scale),
-                BUDGET_UNIT_TAG: budget_unit}
+                BUDGET_UNIT_TAG: budget_unit, **tags}
         run = self.client.create_run(self.experiment_id, tags=tags, run_name=run_name)
         self.parent_run_id = run.info.run_id
         self.client.log_batch(self.parent_run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
@@ -206,6 +213,15 @@ class SearchTracker:
         self.client.update_run(parent_run_id, status="RUNNING")
         if tags:
             self.client.log_batch(parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def set_search_tags(self, tags: Mapping[str, Any]) -> None:
+        """Tags of the parent run (e.g. ``jointsearch.interrupted``), delivered like everything else."""
+        from mlflow.entities import RunTag
+
+        batch = [RunTag(k, str(v)) for k, v in tags.items()]
+        if batch and self.parent_run_id:
+            parent = self.parent_run_id
+            self._submit("search tags", lambda: self.client.log_batch(parent, tags=batch))
 
     def log_search_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
@@ -318,6 +334,8 @@ class SearchTracker:
         (with the reason, and its kind: ``exception``, ``oom``, ``diverged``)."""
         if not self.has_trial(trial_id):
             return
+        if final_status == "stopped" and self.interrupt is not None and self.interrupt.requested:
+            final_status = "interrupted"
         tags = {"state": final_status, "final_status": final_status}
         if reason:
             tags["failure_reason"] = reason[:4000]
@@ -325,6 +343,6 @@ class SearchTracker:
             tags["failure_kind"] = kind
         self.set_trial_tags(trial_id, tags)
         self._trial_state[trial_id] = final_status
-        status = "FAILED" if final_status == "failed" else "FINISHED"
+        status = {"failed": "FAILED", "interrupted": "KILLED"}.get(final_status, "FINISHED")
         self._submit(f"end of trial {trial_id}",
                      lambda: self.client.set_terminated(self._trial_runs[trial_id], status))

@@ -42,6 +42,9 @@ def resolve(path: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UsageError(f"cannot import trainer module {module_name!r}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # a syntax error, or a module that raises while importing
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise UsageError(f"trainer module {module_name!r} fails to import: {type(exc).__name__}: {first}") from None
     fn = module
     for part in attr.split("."):
         fn = getattr(fn, part, None)
@@ -82,6 +85,9 @@ def call_trainer(fn: Callable[..., Any], config: dict, budget: float, **context:
 
 
 def failure_kind(reason: str) -> str:
-    """``oom`` for out-of-memory errors (CUDA or host), else ``exception``: the tag a failed trial gets."""
+    """``timeout`` for an evaluation stopped by ``--eval-timeout``, ``oom`` for out-of-memory
+    errors (CUDA or host), else ``exception``: the tag a failed trial gets."""
+    if "EvaluationTimeout" in reason:
+        return "timeout"  # eval_timeout.py: ran longer than --eval-timeout
     lowered = reason.lower()
     return "oom" if "outofmemory" in lowered or "out of memory" in lowered or "memoryerror" in lowered else "exception"

@@ -27,6 +27,8 @@ def from_json(text: str, source: str = "<string>") -> ConfigurationSpace:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SpaceError(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise SpaceError(f"{source} is nested too deeply to be a space") from None
     if not isinstance(data, dict) or "hyperparameters" not in data:
         raise SpaceError(f"{source} is not a ConfigSpace JSON space (no 'hyperparameters' list)")
     try:
@@ -36,15 +38,22 @@ def from_json(text: str, source: str = "<string>") -> ConfigurationSpace:
         raise SpaceError(f"{source} is not a valid ConfigSpace space: {first}") from None
 
 
+MAX_SPACE_FILE_BYTES = 10 * 2**20  # the paper's 17-dimensional space is ~10 kB
+
+
 def load_space(name_or_path: str | Path) -> ConfigurationSpace:
     """A registered space by name, or a user's ConfigSpace JSON file (anything ending in .json or that exists)."""
     text = str(name_or_path)
     path = Path(text)
     if text.endswith(".json") or path.exists():
         try:
-            content = path.read_text()
+            if path.stat().st_size > MAX_SPACE_FILE_BYTES:
+                raise SpaceError(f"space file {text} is larger than {MAX_SPACE_FILE_BYTES} bytes")
+            content = path.read_bytes().decode("utf-8")
         except OSError as exc:
-            raise SpaceError(f"cannot read space file {text}: {exc.strerror}") from None
+            raise SpaceError(f"cannot read space file {text}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise SpaceError(f"space file {text} is not UTF-8 text (byte {exc.start})") from None
         space = from_json(content, source=text)
         if not space.name:
             space.name = path.stem

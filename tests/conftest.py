@@ -476,7 +476,7 @@ def make_mlflow_server(tmp_path_factory) -> Callable[..., MlflowServer]:
     is in ``env``) with --backend-store-uri replaced by ``backend_store_uri``, the artifacts in
     ``artifacts_dir``, host 127.0.0.1, a free port and one worker; ``extra_args`` are
     appended. The environment is :func:`native_env` + the service's compose ``environment:``
-    (MLFLOW_AUTH=none, no job runner, ...) + ``env``. Every server is stopped at teardown.
+    (no job runner, ...) with MLFLOW_AUTH=none + ``env``. Every server is stopped at teardown.
     """
     servers: list[MlflowServer] = []
 
@@ -491,7 +491,8 @@ def make_mlflow_server(tmp_path_factory) -> Callable[..., MlflowServer]:
             MLFLOW_PORT=port,
             MLFLOW_WORKERS=1,
         ) + [str(arg) for arg in extra_args]
-        server_env = native_env({**compose_environment("mlflow"), **(env or {})})
+        # compose turns basic-auth on by default; these servers are open unless env says otherwise
+        server_env = native_env({**compose_environment("mlflow", MLFLOW_AUTH="none"), **(env or {})})
         server = MlflowServer(command, server_env, port, tmp_path_factory.mktemp("mlflow-server"))
         servers.append(server)
         server.start()

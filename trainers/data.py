@@ -38,6 +38,18 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_DIR = "cifar-10-batches-py"
 CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
 CIFAR10_VAL_FRACTION = 0.1  # 5k of the 50k training images, as in the paper
+# The official md5 of every file that is unpickled (the ones torchvision lists too). A batch is
+# checked against it *before* pickle.load, every time it is read: unpickling runs code, and a
+# file swapped after the download was checked would otherwise run whatever it holds.
+CIFAR10_FILE_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+}
 
 
 class DatasetError(ValueError):
@@ -164,7 +176,21 @@ def _missing_cifar(data_dir: Path) -> DatasetError:
                         f"`jointsearch data download cifar10 --data-dir {data_dir}`")
 
 
+def _check_official(path: Path) -> None:
+    """Refuse a CIFAR-10 file whose md5 is not the official one, before it is unpickled."""
+    expected = CIFAR10_FILE_MD5.get(path.name)
+    try:
+        actual = _md5(path)
+    except OSError as e:
+        raise DatasetError(f"cannot read {path}: {e.strerror or e}") from None
+    if actual != expected:
+        raise DatasetError(f"{path} is not the official CIFAR-10 file (md5 {actual}, expected {expected}); "
+                           f"it is not read, since unpickling can run code: delete {path.parent} and download "
+                           f"again") from None
+
+
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    _check_official(path)
     try:
         with open(path, "rb") as f:
             batch = pickle.load(f, encoding="bytes")

@@ -14,10 +14,11 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "docker" / "Dockerfile"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
-SERVICES = {"postgres", "mlflow", "ray-head", "ray-worker", "search"}
+SERVICES = {"postgres", "mlflow", "mlflow-users", "ray-head", "ray-worker", "search"}
 JOINTSEARCH_SERVICES = SERVICES - {"postgres"}
 # What the compose file needs to be complete; dummy values, only for substitution.
-REQUIRED = {"POSTGRES_PASSWORD": "pw", "RAY_AUTH_TOKEN": "tok"}
+REQUIRED = {"POSTGRES_PASSWORD": "pw", "RAY_AUTH_TOKEN": "tok", "MLFLOW_AUTH_ADMIN_PASSWORD": "apw",
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "key", "JS_MLFLOW_PASSWORD": "jspw"}
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 class TestServices:
-    def test_the_five_services(self, services):
+    def test_the_six_services(self, services):
         assert set(services) == SERVICES
 
     def test_postgres_and_mlflow_have_healthchecks(self, services):
@@ -62,6 +63,8 @@ class TestServices:
         assert services["ray-worker"]["depends_on"]["ray-head"]["condition"] == "service_healthy"
         for name in ("mlflow", "ray-head"):
             assert services["search"]["depends_on"][name]["condition"] == "service_healthy"
+        assert services["mlflow-users"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
+        assert services["search"]["depends_on"]["mlflow-users"]["condition"] == "service_completed_successfully"
 
     def test_search_is_a_profiled_one_off_job(self, services):
         assert services["search"]["profiles"] == ["search"]
@@ -122,14 +125,37 @@ class TestSafeByDefault:
         text = compose_spec.path.read_text()
         # user:password@ in any URI must take the password from a variable
         for match in re.finditer(r"://([^/\s:@\"]+):([^@\s\"]+)@", text):
+            if match[1].startswith("${") and match[2].startswith("-") and match[2].endswith("}"):
+                continue  # ${USER:-default}@host: no password in the URI at all
             assert match[2].startswith("${"), match[0]
         assert not re.search(r"(?i)(password|secret|token)\s*[:=]\s*[\"']?[A-Za-z0-9]{6,}", text)
 
-    def test_basic_auth_is_one_setting(self, services, compose_environment):
-        env = compose_environment("mlflow")
-        assert env["MLFLOW_AUTH"] == "none"
-        assert compose_environment("mlflow", MLFLOW_AUTH="basic-auth")["MLFLOW_AUTH"] == "basic-auth"
+    def test_basic_auth_is_on_by_default_and_one_setting_turns_it_off(self, services, compose_environment):
+        env = compose_environment("mlflow", **REQUIRED)
+        assert env["MLFLOW_AUTH"] == "basic-auth"
+        assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == "apw" and env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == "key"
+        assert compose_environment("mlflow", MLFLOW_AUTH="none")["MLFLOW_AUTH"] == "none"
         assert services["mlflow"]["command"][0] == "mlflow-server"
+        for name in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+            assert services["mlflow"]["environment"][name].startswith(f"${{{name}:?"), name
+
+    def test_the_search_job_is_not_the_mlflow_admin(self, compose_environment):
+        search = compose_environment("search", **REQUIRED)
+        users = compose_environment("mlflow-users", **REQUIRED)
+        admin = compose_environment("mlflow", **REQUIRED)["MLFLOW_AUTH_ADMIN_USERNAME"]
+        assert search["MLFLOW_TRACKING_USERNAME"] == users["JS_MLFLOW_USERNAME"] == "jointsearch" != admin
+        assert search["MLFLOW_TRACKING_PASSWORD"] == users["JS_MLFLOW_PASSWORD"] == "jspw"
+        assert users["MLFLOW_TRACKING_USERNAME"] == admin  # only the user-creating job is the admin
+
+    def test_no_password_on_a_command_line(self, services, compose_command, compose_environment):
+        """/proc/*/cmdline is readable by every local user: secrets go in the environment."""
+        for name in services:
+            if name == "postgres":
+                continue
+            command = compose_command(name, **REQUIRED)
+            for value in REQUIRED.values():
+                assert not any(value == arg or f":{value}@" in arg for arg in command), (name, value)
+        assert compose_environment("mlflow", **REQUIRED)["PGPASSWORD"] == "pw"
 
 
 class TestVolumes:
@@ -179,16 +205,19 @@ class TestOneSourceForBoth:
         assert cmd[cmd.index("--ray-address") + 1] == "127.0.0.1:6390"
         assert cmd[cmd.index("--mlflow-uri") + 1] == "http://127.0.0.1:5099"
 
-    def test_mlflow_backend_uri_is_postgres(self, compose_command):
+    def test_mlflow_backend_uri_is_postgres_without_the_password(self, compose_command):
         cmd = compose_command("mlflow", POSTGRES_PASSWORD="s3cr3t", POSTGRES_HOST="127.0.0.1",
                               POSTGRES_PORT=5999)
         uri = cmd[cmd.index("--backend-store-uri") + 1]
-        assert uri == "postgresql+psycopg2://mlflow:s3cr3t@127.0.0.1:5999/mlflow"
+        assert uri == "postgresql+psycopg2://mlflow@127.0.0.1:5999/mlflow"  # libpq reads PGPASSWORD
+        assert "s3cr3t" not in " ".join(cmd)
         assert "--serve-artifacts" in cmd
 
-    def test_required_secrets_are_enforced(self, compose_spec, compose_command):
-        with pytest.raises(compose_spec.ComposeVariableError, match="POSTGRES_PASSWORD"):
-            compose_command("mlflow")
+    def test_required_secrets_are_enforced(self, compose_spec, compose_environment):
+        env = compose_spec.data["services"]["search"]["environment"]
+        with pytest.raises(compose_spec.ComposeVariableError, match="JS_MLFLOW_PASSWORD"):
+            compose_spec.interpolate(str(env["MLFLOW_TRACKING_PASSWORD"]), {})
+        assert "PGPASSWORD" not in compose_environment("mlflow")  # left out: compose would refuse
 
     def test_replace_swaps_one_option_value(self, compose_command):
         cmd = compose_command("mlflow", replace={"--backend-store-uri": "sqlite:///a$b.db"})
@@ -248,6 +277,9 @@ class TestImage:
             assert path.read_text().startswith("#!/bin/sh\n"), name
             if shutil.which("dash"):
                 subprocess.run(["dash", "-n", str(path)], check=True)
+        path = REPO_ROOT / "docker" / "mlflow-create-user"
+        assert os.access(path, os.X_OK) and path.read_text().startswith("#!/usr/bin/env python3\n")
+        compile(path.read_text(), str(path), "exec")
 
 
 def _fake_program(bindir: Path, name: str, body: str = 'echo "$0 $*"') -> None:

@@ -189,6 +189,71 @@ class TestMlflowBasicAuth:
                                database=postgres.database).split()
         assert {"users", "experiments", "alembic_version_auth"} <= set(tables)
 
+    def test_the_search_job_gets_its_own_non_admin_user(self, make_mlflow_server, compose_environment,
+                                                         native_env, tmp_path, monkeypatch):
+        """docker/mlflow-create-user, run as the compose `mlflow-users` service runs it: the
+        search user it creates can write its own experiment but not delete the admin's, and
+        running it again (every `up`) only resets the password."""
+        pytest.importorskip("flask_wtf", reason="pip install 'mlflow[auth]' (docker/NOTES-for-ci.md)")
+        import mlflow
+
+        admin_pw, user_pw = "admin-" + os.urandom(8).hex(), "js-" + os.urandom(8).hex()
+        server = make_mlflow_server(
+            f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts",
+            env={"MLFLOW_AUTH": "basic-auth", "MLFLOW_AUTH_ADMIN_PASSWORD": admin_pw,
+                 "MLFLOW_AUTH_DATABASE_URI": f"sqlite:///{tmp_path / 'auth.db'}",
+                 "MLFLOW_FLASK_SERVER_SECRET_KEY": os.urandom(16).hex()},
+        )
+        secrets = dict(MLFLOW_AUTH_ADMIN_PASSWORD=admin_pw, JS_MLFLOW_PASSWORD=user_pw,
+                       MLFLOW_HOST="127.0.0.1", MLFLOW_PORT=server.port)
+        script = os.path.join(os.path.dirname(__file__), "..", "..", "docker", "mlflow-create-user")
+        for _ in range(2):  # the second `up` finds the user there
+            made = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=120,
+                                  env=native_env(compose_environment("mlflow-users", **secrets)))
+            assert made.returncode == 0, made.stderr
+        assert "updated" in made.stdout
+
+        search_env = compose_environment("search", **secrets)
+        user = search_env["MLFLOW_TRACKING_USERNAME"]
+        admin_exp = _request(f"{server.uri}/api/2.0/mlflow/experiments/create", method="POST",
+                             body={"name": "admins"}, headers=_basic("admin", admin_pw))
+        assert admin_exp[0] == 200
+        admin_exp_id = json.loads(admin_exp[1])["experiment_id"]
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", search_env["MLFLOW_TRACKING_PASSWORD"])
+        client = mlflow.MlflowClient(tracking_uri=server.uri)
+        own = client.create_experiment("search-own")
+        run = client.create_run(own)
+        client.log_metric(run.info.run_id, "val_error", 0.5)
+        client.get_experiment(admin_exp_id)  # READ on others' experiments
+        status, _ = _request(f"{server.uri}/api/2.0/mlflow/experiments/delete", method="POST",
+                             body={"experiment_id": admin_exp_id}, headers=_basic(user, user_pw))
+        assert status == 403
+        status, body = _request(f"{server.uri}/api/2.0/mlflow/users/get?username={user}",
+                                headers=_basic("admin", admin_pw))
+        assert status == 200 and json.loads(body)["user"]["is_admin"] is False
+
+    def test_the_database_password_is_not_on_any_command_line(self, make_postgres, make_mlflow_server,
+                                                              compose_command, tmp_path):
+        """Compose's URI has no password; libpq takes it from PGPASSWORD. No process of the
+        server shows it in /proc/*/cmdline, which every local user can read."""
+        pytest.importorskip("psycopg2", reason="pip install psycopg2-binary (docker/NOTES-for-ci.md)")
+        postgres = make_postgres()
+        uri = compose_command("mlflow", POSTGRES_USER=postgres.user, POSTGRES_HOST="127.0.0.1",
+                              POSTGRES_PORT=postgres.port, POSTGRES_DB=postgres.database)
+        uri = uri[uri.index("--backend-store-uri") + 1]
+        assert postgres.password not in uri
+        server = make_mlflow_server(uri, tmp_path / "artifacts", env={"PGPASSWORD": postgres.password})
+        assert _request(f"{server.uri}/api/2.0/mlflow/experiments/search?max_results=1")[0] == 200
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            assert postgres.password.encode() not in cmdline or b"pytest" in cmdline, pid
+
     def test_refuses_to_start_without_admin_password(self, compose_command, native_env, tmp_path):
         """MLflow ships no default admin password: the wrapper stops with one clear line."""
         command = compose_command("mlflow", replace={"--backend-store-uri": "sqlite:///x.db"},

@@ -16,7 +16,6 @@ from jointsearch.search import read_search
 from jointsearch.search.presets import SCHEDULERS
 from jointsearch.search.tracking import config_id
 
-pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "jointsearch.search.cli"]
 NUM_SAMPLES = 12
 
@@ -28,6 +27,7 @@ def _evaluations(uri, experiment):
         return []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_killed_search_resumes_without_repeating_work(scheduler, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -86,3 +86,67 @@ def test_killed_search_resumes_without_repeating_work(scheduler, tmp_path):
     assert [m.value for m in observations] == [len(before.records)]
     print(f"{scheduler}: evaluations before kill {len(before.records)}, after resume {len(after.records)}, "
           f"duplicates {duplicates}, interrupted trials {len(interrupted)}")
+
+
+# --- whether a search's driver is alive (search/resume.py), without running a search ----------
+
+
+def _results(status="RUNNING", heartbeat=None, host=None, pid=None, started=None):
+    from jointsearch.search.results import SearchResults
+
+    tags = {"jointsearch.heartbeat": heartbeat, "jointsearch.driver_host": host, "jointsearch.driver_pid": pid,
+            "jointsearch.driver_started": started}
+    return SearchResults(experiment="e", search_run_id="r1", status=status, params={}, space_json=None,
+                         budget_unit="epochs", records=[], parent_tags={k: v for k, v in tags.items() if v is not None})
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_driver_on_this_host_whose_process_is_gone_is_dead_whatever_its_heartbeat():
+    from socket import gethostname
+
+    from jointsearch.search.resume import driver_state
+
+    fresh = f"{time.time():.0f}"
+    state = driver_state(_results(heartbeat=fresh, host=gethostname(),
+                                  pid=str(_dead_pid())))
+    assert not state.alive and "gone" in state.reason
+
+
+def test_a_live_driver_on_this_host_is_alive_even_with_a_stale_heartbeat():
+    from socket import gethostname
+
+    from jointsearch.search.resume import _process_start, driver_state
+
+    state = driver_state(_results(heartbeat="1", host=gethostname(),
+                                  pid=str(os.getpid()),
+                                  started=_process_start(os.getpid())))
+    assert state.alive
+
+
+def test_a_reused_pid_is_not_mistaken_for_the_driver():
+    from socket import gethostname
+
+    from jointsearch.search.resume import driver_state
+
+    state = driver_state(_results(heartbeat=f"{time.time():.0f}", host=gethostname(),
+                                  pid=str(os.getpid()), started="1"))
+    assert not state.alive
+
+
+def test_another_hosts_driver_is_judged_by_its_heartbeat_and_the_message_says_when_and_how(monkeypatch):
+    from jointsearch.search.resume import driver_state
+
+    monkeypatch.setenv("JOINTSEARCH_HEARTBEAT_S", "30")
+    now = 1_000_000.0
+    fresh = driver_state(_results(heartbeat=f"{now - 20:.0f}", host="elsewhere",
+                                  pid="12"), now=now)
+    assert fresh.alive and "--force" in fresh.reason and "in 70 s" in fresh.reason and "elsewhere" in fresh.reason
+    stale = driver_state(_results(heartbeat=f"{now - 91:.0f}", host="elsewhere",
+                                  pid="12"), now=now)
+    assert not stale.alive
+    assert not driver_state(_results(status="KILLED", heartbeat=f"{now:.0f}"), now=now).alive

@@ -21,6 +21,16 @@ from jointsearch.trainers.data import (
 )
 
 PER_BATCH, N_TEST = 20, 10   # 100 training images -> 90 train / 10 val, like 45k / 5k
+FAKE_MD5: dict[str, str] = {}  # the md5 of each file make_cifar10_files writes (deterministic)
+
+
+@pytest.fixture(autouse=True)
+def fake_batches_count_as_official(monkeypatch):
+    """The loader refuses any batch whose md5 is not the official one; these tests use tiny
+    fakes, so their md5s stand in for the official ones (test_unofficial_batch_... uses the real list)."""
+    import jointsearch.trainers.data as data_module
+
+    monkeypatch.setattr(data_module, "CIFAR10_FILE_MD5", FAKE_MD5)
 
 
 def make_cifar10_files(root: Path) -> Path:
@@ -36,6 +46,8 @@ def make_cifar10_files(root: Path) -> Path:
         (folder / name).write_bytes(pickle.dumps(batch))
     meta = {b"label_names": [f"class{k}".encode() for k in range(10)], b"num_vis": 3072}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta))
+    for path in folder.iterdir():
+        FAKE_MD5[path.name] = hashlib.md5(path.read_bytes()).hexdigest()
     return folder
 
 
@@ -158,6 +170,30 @@ def test_cifar10_corrupt_batch_is_a_dataset_error(tmp_path):
     (folder / "data_batch_3").write_bytes(b"not a pickle")
     with pytest.raises(DatasetError, match="data_batch_3"):
         load_dataset("cifar10", data_dir=tmp_path)
+
+
+class _RunsCode:
+    """Unpickling this creates a file: what a malicious 'batch' could do instead."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "pickle ran code"))
+
+
+def test_an_unofficial_batch_is_refused_before_it_is_unpickled(tmp_path, monkeypatch):
+    import jointsearch.trainers.data as data_module
+
+    monkeypatch.setattr(data_module, "CIFAR10_FILE_MD5", {**FAKE_MD5, "data_batch_1": "0" * 32})
+    folder = make_cifar10_files(tmp_path)
+    marker = tmp_path / "pwned"
+    (folder / "data_batch_1").write_bytes(pickle.dumps(_RunsCode(str(marker))))
+    with pytest.raises(DatasetError, match="not the official CIFAR-10 file"):
+        load_dataset("cifar10", data_dir=tmp_path)
+    assert not marker.exists()
+    pickle.loads((folder / "data_batch_1").read_bytes())  # the payload is real: loaded, it runs
+    assert marker.exists()
 
 
 # --- download ---------------------------------------------------------------------------------
