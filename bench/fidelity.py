@@ -1,8 +1,9 @@
 """Which fidelity protocol gives the most trustworthy low budgets per unit of training?
 
     nice python -m bench.fidelity                  # 40 configurations, 5 BOHB seeds (~1.5 h on 2 busy cores)
-    nice python -m bench.fidelity --skip-search --out fidelity-ranks &   # or the two parts in parallel
-    nice python -m bench.fidelity --skip-ranks --out fidelity-search
+    # or shared by N processes, each appending to its log, then merged:
+    nice python -m bench.fidelity --slice 0/2 --log a.jsonl &  nice python -m bench.fidelity --slice 1/2 --log b.jsonl
+    python -m bench.fidelity --merge a.jsonl b.jsonl
     python -m bench.fidelity --quick               # 6 configurations, 1 seed, budgets 1/3 (a smoke test)
 
 The three protocols of ``trainers/entry.py`` (``--fidelity``): ``restarts`` (continued, SGDR
@@ -36,6 +37,7 @@ Writes bench/results/fidelity.json (or --out NAME) and prints the tables.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -98,60 +100,62 @@ def evaluate_at_every_budget(config: dict, protocol: str, budgets: list[float], 
     return out
 
 
-def rank_table(configs: list[dict], budgets: list[float], *, dataset: str, seed: int, verify: int,
-               log) -> dict[str, Any]:
+def evaluate_config(i: int, config: dict, budgets: list[float], *, dataset: str, seed: int, verify: int,
+                    work: Path) -> dict[str, Any]:
+    """Configuration ``i`` at every budget under every protocol: one JSON-ready row.
+
+    Scratch's budgets that train exactly what restarts trains (see the module docstring) are
+    trained only for ``i < verify`` (and checked to be equal); otherwise restarts' values are
+    reused, with scratch charged the whole budget and the wall time scaled to it.
+    """
+    same = [b for b in budgets[:-1] if _scratch_equals_restarts(b, budgets)]
+    results: dict[str, list[dict]] = {}
+    wall: dict[str, float] = {}
+    for protocol in PROTOCOLS:
+        reuse = None
+        if protocol == "scratch" and i >= verify and same:
+            reuse = {r["budget"]: {**r, "cost_s": r["cost_s"] * r["budget"] / max(r["budget_spent"], 1e-9)}
+                     for r in results["restarts"] if r["budget"] in same}
+        started = time.time()
+        results[protocol] = evaluate_at_every_budget(config, protocol, budgets, dataset=dataset, seed=seed,
+                                                     work=work, reuse=reuse)
+        wall[protocol] = time.time() - started + sum(r["cost_s"] for r in results[protocol] if r.get("reused"))
+    verified = 0
+    if i < verify and same:
+        by_budget = {r["budget"]: r["val_error"] for r in results["restarts"]}
+        for r in results["scratch"]:
+            if r["budget"] in same and r["status"] == "ok":
+                if r["val_error"] != by_budget.get(r["budget"]):
+                    raise AssertionError(f"config {i}: scratch at {r['budget']} gave {r['val_error']}, restarts "
+                                         f"{by_budget.get(r['budget'])}: the reuse of restarts' values is wrong")
+                verified += 1
+    return {"part": "ranks", "index": i, "config": config, "results": results, "wall_s": wall,
+            "verified": verified, "reused_budgets": same}
+
+
+def summarise_ranks(rows: list[dict], budgets: list[float], seed: int) -> dict[str, Any]:
+    """Spearman rho with bootstrap CI per budget pair, and the cost, per protocol."""
     from jointsearch.dashboards.analysis import rank_correlation
     from jointsearch.dashboards.records import EvaluationRecord
 
-    work = Path(tempfile.mkdtemp(prefix="bench-fidelity-"))
-    # scratch's low rungs equal restarts' when every scratch budget but the last is a restarts
-    # cycle end with Tmult = 2 cycles (eta = 3): budgets 1 and 3 of 1/3/9.
-    same = [b for b in budgets[:-1] if _scratch_equals_restarts(b, budgets)]
-    records: dict[str, list] = {p: [] for p in PROTOCOLS}
-    spent = {p: 0.0 for p in PROTOCOLS}
-    wall = {p: 0.0 for p in PROTOCOLS}
-    verified = 0
-    for i, config in enumerate(configs):
-        results: dict[str, list[dict]] = {}
-        for protocol in PROTOCOLS:
-            reuse = None
-            if protocol == "scratch" and i >= verify and same:
-                # the same training, but scratch pays the whole budget: its wall time scales up
-                reuse = {r["budget"]: {**r, "cost_s": r["cost_s"] * r["budget"] / max(r["budget_spent"], 1e-9)}
-                         for r in results["restarts"] if r["budget"] in same}
-            started = time.time()
-            results[protocol] = evaluate_at_every_budget(config, protocol, budgets, dataset=dataset, seed=seed,
-                                                         work=work, reuse=reuse)
-            wall[protocol] += time.time() - started + sum(r["cost_s"] for r in results[protocol] if r.get("reused"))
-            spent[protocol] += sum(r["budget_spent"] for r in results[protocol])
-            for r in results[protocol]:
-                records[protocol].append(EvaluationRecord(
-                    trial_id=str(i), config=config, budget=r["budget"], val_error=r["val_error"],
-                    status=r["status"], cost_s=r["cost_s"], budget_spent=r["budget_spent"]))
-        if i < verify and same:
-            by_budget = {r["budget"]: r["val_error"] for r in results["restarts"]}
-            for r in results["scratch"]:
-                if r["budget"] in same and r["status"] == "ok":
-                    if r["val_error"] != by_budget.get(r["budget"]):
-                        raise AssertionError(f"config {i}: scratch at {r['budget']} gave {r['val_error']}, restarts "
-                                             f"{by_budget.get(r['budget'])}: the reuse of restarts' values is wrong")
-                    verified += 1
-        log(f"  config {i + 1}/{len(configs)} done")
-    shutil.rmtree(work, ignore_errors=True)
-    out: dict[str, Any] = {"budgets": budgets, "configs": len(configs), "reused_budgets_for_scratch": same,
-                           "verified_identical_evaluations": verified, "protocols": {}}
+    rows = sorted({r["index"]: r for r in rows}.values(), key=lambda r: r["index"])
+    out: dict[str, Any] = {"budgets": budgets, "configs": len(rows),
+                           "reused_budgets_for_scratch": rows[0]["reused_budgets"] if rows else [],
+                           "verified_identical_evaluations": sum(r["verified"] for r in rows), "protocols": {}}
     for protocol in PROTOCOLS:
-        info = rank_correlation(records[protocol], n_bootstrap=1000, seed=seed)
-        best_at_max = _best(records[protocol], budgets[-1])
+        records = [EvaluationRecord(trial_id=str(row["index"]), config=row["config"], budget=r["budget"],
+                                    val_error=r["val_error"], status=r["status"], cost_s=r["cost_s"],
+                                    budget_spent=r["budget_spent"])
+                   for row in rows for r in row["results"][protocol]]
+        info = rank_correlation(records, n_bootstrap=1000, seed=seed)
         out["protocols"][protocol] = {
             "pairs": [p.to_json() for p in info.pairs],
-            "epochs_spent": spent[protocol],
-            "wall_s": wall[protocol],
-            "n_ok_at_max": sum(1 for r in records[protocol] if r.budget == budgets[-1] and r.ok),
-            "median_val_error": {str(b): float(np.median([r.val_error for r in records[protocol]
-                                                         if r.budget == b and r.ok] or [math.nan]))
-                                 for b in budgets},
-            "best_val_error_at_max": best_at_max,
+            "epochs_spent": sum(r.budget_spent for r in records),
+            "wall_s": sum(row["wall_s"][protocol] for row in rows),
+            "n_ok_at_max": sum(1 for r in records if r.budget == budgets[-1] and r.ok),
+            "median_val_error": {str(b): float(np.median([r.val_error for r in records if r.budget == b and r.ok]
+                                                         or [math.nan])) for b in budgets},
+            "best_val_error_at_max": _best(records, budgets[-1]),
         }
     return out
 
@@ -301,6 +305,21 @@ def search_rows(part2: list[dict]) -> list[list[Any]]:
     return rows
 
 
+def _append(path: Path | None, row: dict) -> None:
+    if path is not None:
+        with path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def _read_rows(paths: list[str]) -> list[dict]:
+    rows = []
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.fidelity", description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", type=int, default=40, help="random tiny configurations for part 1")
@@ -312,44 +331,74 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verify", type=int, default=2, help="configurations whose shared scratch rungs are trained")
     parser.add_argument("--skip-search", action="store_true", help="part 1 only")
     parser.add_argument("--skip-ranks", action="store_true", help="part 2 only")
+    parser.add_argument("--slice", default="0/1", metavar="K/N",
+                        help="only configurations (part 1) and seeds (part 2) with index %% N == K, so N processes "
+                             "can share the work; merge their --log files with --merge")
+    parser.add_argument("--log", default=None, help="append one JSON line per configuration / search run here")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="LOG",
+                        help="no training: the tables and the JSON from these --log files")
     parser.add_argument("--quick", action="store_true", help="6 configurations, 1 seed, budgets 1,3, total 3")
     parser.add_argument("--out", default=None, help="JSON name under bench/results (default: fidelity)")
     args = parser.parse_args(argv)
     if args.quick:
         args.configs, args.seeds, args.budgets, args.total = 6, 1, "1,3", 3.0
-    import torch
-
-    torch.set_num_threads(1)  # tiny networks; the machine is shared
     budgets = [float(b) for b in args.budgets.split(",")]
     eta = budgets[1] / budgets[0] if len(budgets) > 1 else 3.0
+    k, n = (int(x) for x in args.slice.split("/"))
+    log_path = Path(args.log) if args.log else None
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     started = time.time()
-    part1: dict = {}
-    if not args.skip_ranks:
-        log(f"part 1: {args.configs} configurations x {len(PROTOCOLS)} protocols at budgets {budgets}")
-        part1 = rank_table(sample_configs(args.configs, args.seed), budgets, dataset=args.dataset, seed=args.seed,
-                           verify=args.verify, log=log)
-        print(f"\nSpearman rho of validation errors between budgets ({args.configs} configurations of tiny on "
+    if args.merge:
+        rows = _read_rows(args.merge)
+    else:
+        import torch
+
+        torch.set_num_threads(1)  # tiny networks; the machine is shared
+        rows = []
+        if not args.skip_ranks:
+            work = Path(tempfile.mkdtemp(prefix="bench-fidelity-"))
+            configs = sample_configs(args.configs, args.seed)
+            log(f"part 1: {args.configs} configurations x {len(PROTOCOLS)} protocols at budgets {budgets}")
+            for i, config in enumerate(configs):
+                if i % n != k:
+                    continue
+                row = evaluate_config(i, config, budgets, dataset=args.dataset, seed=args.seed,
+                                      verify=args.verify, work=work)
+                rows.append(row)
+                _append(log_path, row)
+                log(f"  configuration {i} done ({time.time() - started:.0f} s)")
+            shutil.rmtree(work, ignore_errors=True)
+        if not args.skip_search:
+            for seed in range(args.seeds):
+                if seed % n != k:
+                    continue
+                for protocol in PROTOCOLS:
+                    log(f"part 2: BOHB seed {seed} under {protocol}")
+                    row = {"part": "search", **run_bohb(protocol, seed, budgets, eta, args.total * budgets[-1],
+                                                        dataset=args.dataset)}
+                    rows.append(row)
+                    _append(log_path, row)
+    rank_rows = [r for r in rows if r.get("part") == "ranks"]
+    part2 = [r for r in rows if r.get("part") == "search"]
+    part1 = summarise_ranks(rank_rows, budgets, args.seed) if rank_rows else {}
+    if part1:
+        print(f"\nSpearman rho of validation errors between budgets ({part1['configs']} configurations of tiny on "
               f"{args.dataset}, epochs {args.budgets}; 95% bootstrap CI)")
         print(table(["protocol", "budgets", "n", "rho", "CI / wall"], correlation_rows(part1)))
-    part2: list[dict] = []
-    if not args.skip_search:
-        for seed in range(args.seeds):
-            for protocol in PROTOCOLS:
-                log(f"part 2: BOHB seed {seed} under {protocol}")
-                part2.append(run_bohb(protocol, seed, budgets, eta, args.total * budgets[-1], dataset=args.dataset))
+    if part2:
+        seeds = sorted({r["seed"] for r in part2})
         print(f"\nBOHB (hpbandster) on tiny/{args.dataset} at {args.total:g} max-budget equivalents "
-              f"({args.total * budgets[-1]:g} epochs) of training per run, {args.seeds} seeds: incumbent errors, "
+              f"({args.total * budgets[-1]:g} epochs) of training per run, {len(seeds)} seeds: incumbent errors, "
               f"median [25%, 75%]")
         print(table(["protocol", "seeds", "epochs", "evals", "val error (search)", "test error (retrained)",
                      "wall s"], search_rows(part2)))
-    path = write_json("fidelity", {"mode": "quick" if args.quick else "full", "configs": args.configs,
-                                   "seeds": args.seeds, "total": args.total, "budgets": budgets,
-                                   "dataset": args.dataset, "rank_correlation": part1, "search": part2,
-                                   "wall_s": time.time() - started}, args.out)
+    path = write_json("fidelity", {"mode": "quick" if args.quick else "full", "configs": part1.get("configs", 0),
+                                   "seeds": sorted({r["seed"] for r in part2}), "total": args.total,
+                                   "budgets": budgets, "dataset": args.dataset, "rank_correlation": part1,
+                                   "search": part2, "wall_s": time.time() - started}, args.out)
     print(f"\nwrote {path}")
     return 0
 

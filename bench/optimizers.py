@@ -12,8 +12,10 @@ Contenders, all given the same total budget (``--total`` max-budget-equivalents 
 * random search at the maximum budget only.
 
 **Budget accounting.** What each contender really spends, in units of the maximum budget:
-a jointsearch trial and an Optuna trial continue a promoted configuration, so rung ``k`` costs
-``b_k - b_{k-1}``; hpbandster's BOHB (like the paper's) evaluates every budget from scratch, so
+a jointsearch trial costs what its evaluations recorded as ``budget_spent`` (under the default
+``restarts`` protocol it continues a promoted configuration, so rung ``k`` costs
+``b_k - b_{k-1}``; under ``--fidelity scratch`` the whole ``b_k``); an Optuna trial continues,
+paying ``b_k - b_{k-1}``; hpbandster's BOHB (like the paper's) evaluates every budget from scratch, so
 it pays ``b_k``; random search pays 1 per evaluation. Evaluations are put in the order they
 finished and cut where the running total passes ``--total``.
 
@@ -257,7 +259,10 @@ def run_jointsearch(preset: str, problem: Problem, seed: int, total: float, eta:
         before = reached.get(r.trial_id, 0.0)
         reached[r.trial_id] = max(before, r.budget)
         observed = r.val_error if r.status == "ok" else math.inf
-        evals.append(Evaluation(dict(r.config), r.budget, observed, max(0.0, r.budget - before)))
+        # what the trainer says it trained (budget_spent: the scratch protocol pays every rung in
+        # full); searches that did not record it continued, paying the difference
+        cost = r.budget_spent if r.budget_spent is not None else max(0.0, r.budget - before)
+        evals.append(Evaluation(dict(r.config), r.budget, observed, cost))
     shutil.rmtree(work, ignore_errors=True)
     return RunResult(f"jointsearch {preset}", problem.name, seed, evals, wall)
 

@@ -32,8 +32,8 @@ class EvaluationRecord:
     finished_at: float = float("nan")  # unix time the evaluation finished
     bracket: int | None = None  # Hyperband bracket the evaluation belonged to
     n_params: int | None = None  # trainable parameters of the network, when known
-    budget_spent: float = float("nan")  # budget units this evaluation trained (a continued rung
-    #                                     pays the difference, a rung from scratch all of it); nan: unknown
+    budget_spent: float | None = None  # budget units this evaluation trained (a continued rung
+    #                                    pays the difference, a rung from scratch all of it); None: unknown
 
     def __post_init__(self) -> None:
         # Copy the config so a caller mutating its dict cannot change a "frozen" record.
@@ -50,7 +50,8 @@ class EvaluationRecord:
         object.__setattr__(self, "val_error", _float_or_nan(self.val_error))
         object.__setattr__(self, "cost_s", _float_or_nan(self.cost_s))
         object.__setattr__(self, "finished_at", _float_or_nan(self.finished_at))
-        object.__setattr__(self, "budget_spent", _float_or_nan(self.budget_spent))
+        if self.budget_spent is not None:
+            object.__setattr__(self, "budget_spent", float(self.budget_spent))
         if self.bracket is not None:
             object.__setattr__(self, "bracket", int(self.bracket))
         if self.n_params is not None:
@@ -70,7 +71,8 @@ def is_ok(record: EvaluationRecord) -> bool:
 def spent(record: EvaluationRecord) -> float:
     """The budget ``record`` really trained: its ``budget_spent`` when the trainer said, else
     its ``budget`` (what an evaluation from scratch pays; older searches recorded no spend)."""
-    return record.budget_spent if math.isfinite(record.budget_spent) else record.budget
+    known = record.budget_spent is not None and math.isfinite(record.budget_spent)
+    return record.budget_spent if known else record.budget
 
 
 def _float_or_nan(value: Any) -> float:
@@ -96,7 +98,7 @@ def records_to_json(records: Iterable[EvaluationRecord]) -> list[dict[str, Any]]
                 "finished_at": _json_number(r.finished_at),
                 "bracket": r.bracket,
                 "n_params": r.n_params,
-                "budget_spent": _json_number(r.budget_spent),
+                "budget_spent": None if r.budget_spent is None else _json_number(r.budget_spent),
             }
         )
     return out

@@ -109,7 +109,7 @@ def read_search(uri: str, experiment: str, search_run_id: str | None = None) -> 
                 cost_s=costs.get(metric.step, float("nan")), finished_at=metric.timestamp / 1000.0,
                 bracket=int(bracket) if bracket not in (None, "", "None") else None,
                 n_params=int(n_params) if n_params is not None else None,
-                budget_spent=spent.get(metric.step, float("nan")),
+                budget_spent=spent.get(metric.step),
             ))
         if final == "failed" and not history:
             records.append(EvaluationRecord(trial_id=trial_id, config=config, budget=0.0, val_error=float("nan"),

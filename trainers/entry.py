@@ -31,6 +31,7 @@ region is bad) and ``cost_s = budget_spent = 0``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -102,7 +103,7 @@ def evaluate(config: dict, budget: float, *, dataset: str = "digits",
              max_budget: float | None = None, seed: int = 0, checkpoint_dir: str | None = None,
              save_dir: str | None = None, device: str | None = None,
              fidelity: str = "restarts", rungs: Sequence[float] | None = None,
-             max_params: int | None = None) -> dict:
+             max_params: int | None = None, variant: str = "published") -> dict:
     """Train ``config`` to the total ``budget`` and return its validation error and cost.
 
     ``fidelity`` and ``rungs`` (the search's rung budgets) fix the learning rate schedule (see
@@ -111,6 +112,8 @@ def evaluate(config: dict, budget: float, *, dataset: str = "digits",
     continued from ``checkpoint_dir`` follows the schedule it would have followed in one run;
     under ``scratch`` ``checkpoint_dir`` is ignored. ``save_dir`` keeps the final state for a
     continuation. ``max_params`` (None or 0: no limit) rejects larger networks untrained.
+    ``variant="authors"`` trains the authors' Shake-Shake/ShakeDrop and zero-padded crops
+    instead of the published forms (``models.py``; ``--trainer-arg variant=authors``).
     Returns ``{"val_error", "train_loss", "cost_s", "budget", "budget_unit", "status",
     "n_params", "steps", "device", "budget_spent"}`` (plus ``"reason"`` when infeasible).
     """
@@ -123,7 +126,8 @@ def evaluate(config: dict, budget: float, *, dataset: str = "digits",
                     "steps": 0, "device": "none", "budget_spent": 0.0,
                     "reason": f"{n_params:,} parameters exceed the limit of {int(max_params):,} "
                               f"(--max-params); not trained"}
-    settings = schedule_settings(fidelity, budget, rungs=rungs, max_budget=max_budget)
+    settings = dataclasses.replace(schedule_settings(fidelity, budget, rungs=rungs, max_budget=max_budget),
+                                   variant=variant)
     if fidelity == "scratch":
         checkpoint_dir = None  # the paper's protocol: every rung from scratch
     record = train(config, budget, data, budget_unit=budget_unit, checkpoint=checkpoint_dir,
@@ -139,12 +143,12 @@ def retrain_settings(budget: float) -> TrainSettings:
 
 def retrain(config: dict, budget: float, *, dataset: str = "digits",
             data_dir: str | None = None, budget_unit: str = "epochs", seed: int = 0,
-            device: str | None = None) -> dict:
+            device: str | None = None, variant: str = "published") -> dict:
     """Train ``config`` from scratch for ``budget`` (T0 = budget / 15, Tmult = 2: the paper's
     720 s for 10800 s, restarts at 720, 2160, 5040 s, annealed at the end) and also measure the
     test error: the same dict as :func:`evaluate` plus ``"test_error"``."""
     data = _cached_dataset(dataset, data_dir, seed)
-    settings = retrain_settings(budget)
+    settings = dataclasses.replace(retrain_settings(budget), variant=variant)
     record = train(config, budget, data, budget_unit=budget_unit, settings=settings, seed=seed,
                    device=device, evaluate_test=True)
     return {**_result(record, budget), "test_error": float(record.test_error)}

@@ -111,12 +111,16 @@ class TrainSettings:
     eval_batch_size: int = 1024  # images per forward pass when computing errors
     cycle_ends: tuple[float, ...] = ()  # absolute progress at which each cosine cycle ends
     #                                     (ascending); () -> plain SGDR from t0 and t_mult
+    variant: str = "published"  # "authors": their Shake-Shake/ShakeDrop (models.py) and
+    #                             zero-padded crops; "published": the papers' forms, reflect padding
 
     def __post_init__(self) -> None:
         ends = tuple(float(e) for e in self.cycle_ends)
         if any(not e > 0 for e in ends) or any(b <= a for a, b in zip(ends, ends[1:])):
             raise ValueError(f"cycle_ends must be positive and strictly ascending, got {ends}")
         object.__setattr__(self, "cycle_ends", ends)
+        if self.variant not in ("published", "authors"):
+            raise ValueError(f"variant must be 'published' or 'authors', got {self.variant!r}")
         if self.t0 is not None and not self.t0 > 0:
             raise ValueError(f"t0 must be positive, got {self.t0}")
         if not self.t_mult >= 1:
@@ -322,7 +326,7 @@ def train(config: Mapping, budget: float, data: DataSplits, *, budget_unit: str 
 
     # --- network and optimizer ---------------------------------------------------------------
     torch.manual_seed(_stream_seed(seed, _INIT, 0))  # He init draws from the global generator
-    model = build_model(config, data.in_channels, data.num_classes).to(dev)
+    model = build_model(config, data.in_channels, data.num_classes, settings.variant).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     n_params = sum(p.numel() for p in model.parameters())
@@ -349,6 +353,7 @@ def train(config: Mapping, budget: float, data: DataSplits, *, budget_unit: str 
     train_x, train_y = data.train.x.to(dev), data.train.y.to(dev)
     val_x, val_y = data.val.x.to(dev), data.val.y.to(dev)
     padding = crop_padding(data.image_size)
+    crop_mode = "zeros" if settings.variant == "authors" else "reflect"
     augment_g = torch.Generator(device=dev)
     model_g = _default_generator(dev)
 
@@ -382,7 +387,7 @@ def train(config: Mapping, budget: float, data: DataSplits, *, budget_unit: str 
         x, y = train_x[idx], train_y[idx]
 
         augment_g.manual_seed(_stream_seed(seed, _AUGMENT, step))
-        x = random_crop(x, padding, augment_g, flip=data.flip)
+        x = random_crop(x, padding, augment_g, mode=crop_mode, flip=data.flip)
         x = cutout(x, hp.cutout_length, augment_g)
         lam = mixup_weight(hp.mixup_alpha, _stream_seed(seed, _MIXUP, step))
         x, y_a, y_b = mixup(x, y, lam, augment_g)

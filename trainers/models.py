@@ -37,6 +37,17 @@ The first BN-ReLU of a branch is shared by all branches of the block: it is the 
 normalisation of the same input, and sharing it is what PreAct ResNet does for the projection
 shortcut, so one branch is exactly the PreAct block.
 
+Two regularisers, two readings. ``variant="published"`` (the default) follows the papers:
+Shake-Shake weights uniform on the simplex (Gastaldi 2017: ``alpha ~ U[0, 1]`` for two
+branches), ShakeDrop in every block with Yamada et al.'s linearly growing death rate.
+``variant="authors"`` follows Zela et al.'s code (arberzela/EfficientNAS, ``macro_model.py``,
+``shakeshakeblock.py``): Shake-Shake weights are a softmax of per-branch uniform draws (for two
+branches ``sigmoid(u1 - u2)``, concentrated around 1/2, milder than uniform), and ShakeDrop sits
+only in single-branch blocks, with the same death rate in all of them. (Their crops pad with
+zeros; that part of the variant is in the training loop.) The published forms stay the default
+because they are the methods the paper cites; the variant is there to reproduce the authors'
+numbers.
+
 Randomness: Shake-Shake and ShakeDrop draw from torch's global generator (``torch.rand`` on the
 input's device). The training loop reseeds that device's default generator before every forward
 so training is reproducible and resumable; backward weights are drawn in the forward and saved, so
@@ -51,7 +62,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ArchSpec", "ResNet", "arch_spec", "build_model", "count_parameters"]
+__all__ = ["VARIANTS", "ArchSpec", "ResNet", "arch_spec", "build_model", "count_parameters"]
+
+#: How Shake-Shake weights and ShakeDrop are placed (module docstring); the first is the default.
+VARIANTS = ("published", "authors")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,16 +157,25 @@ class _ShakeShake(torch.autograd.Function):
         return (None, None, *grads)
 
 
-def shake_shake(branches: list[torch.Tensor], training: bool) -> torch.Tensor:
-    """Combine branch outputs: random convex weights in training, the mean at evaluation."""
+def _softmax_uniform(batch: int, n: int, like: torch.Tensor) -> torch.Tensor:
+    """Per-sample weights ``softmax(u_1..u_n)``, ``u_k ~ U[0, 1]``: the authors' Shake-Shake."""
+    return torch.rand(batch, n, device=like.device, dtype=torch.float32).softmax(dim=1)
+
+
+def shake_shake(branches: list[torch.Tensor], training: bool, variant: str = "published") -> torch.Tensor:
+    """Combine branch outputs: random convex weights in training, the mean at evaluation.
+
+    ``variant="authors"`` draws the weights as a softmax of uniforms (module docstring).
+    """
     n = len(branches)
     if n == 1:
         return branches[0]
     if not training:
         return sum(branches) / n
     batch = branches[0].shape[0]
-    forward_w = _random_simplex(batch, n, branches[0])
-    backward_w = _random_simplex(batch, n, branches[0])
+    draw = _softmax_uniform if variant == "authors" else _random_simplex
+    forward_w = draw(batch, n, branches[0])
+    backward_w = draw(batch, n, branches[0])
     return _ShakeShake.apply(forward_w, backward_w, *branches)
 
 
@@ -217,8 +240,9 @@ class Block(nn.Module):
     """One pre-activation residual block with ``n_branches`` branches and ShakeDrop."""
 
     def __init__(self, c_in: int, c_out: int, stride: int, n_branches: int,
-                 death_prob: float) -> None:
+                 death_prob: float, variant: str = "published") -> None:
         super().__init__()
+        self.variant = variant
         self.bn1 = nn.BatchNorm2d(c_in)
         self.branches = nn.ModuleList(_Branch(c_in, c_out, stride) for _ in range(n_branches))
         self.shortcut = (nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
@@ -227,7 +251,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = F.relu(self.bn1(x))
-        residual = shake_shake([b(a) for b in self.branches], self.training)
+        residual = shake_shake([b(a) for b in self.branches], self.training, self.variant)
         residual = shake_drop(residual, self.death_prob, self.training)
         shortcut = x if self.shortcut is None else self.shortcut(a)
         return shortcut + residual
@@ -236,9 +260,13 @@ class Block(nn.Module):
 class ResNet(nn.Module):
     """Stem, stages of :class:`Block`, BN-ReLU-pool-Linear head. Build it with build_model."""
 
-    def __init__(self, spec: ArchSpec, in_channels: int, num_classes: int) -> None:
+    def __init__(self, spec: ArchSpec, in_channels: int, num_classes: int,
+                 variant: str = "published") -> None:
         super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         self.spec = spec
+        self.variant = variant
         self.stem = _conv3x3(in_channels, spec.stem)
         total_blocks = sum(spec.blocks)
         blocks: list[nn.Module] = []
@@ -248,9 +276,11 @@ class ResNet(nn.Module):
             for j in range(n_blocks):
                 depth += 1
                 stride = 2 if stage > 0 and j == 0 else 1
-                # Yamada et al.'s linear decay rule: deeper blocks are dropped more often.
-                death_prob = depth / total_blocks * spec.death_rate
-                blocks.append(Block(c_in, width, stride, n_branches, death_prob))
+                if variant == "authors":  # one death rate, single-branch blocks only
+                    death_prob = spec.death_rate if n_branches == 1 else 0.0
+                else:  # Yamada et al.'s linear decay rule: deeper blocks are dropped more often.
+                    death_prob = depth / total_blocks * spec.death_rate
+                blocks.append(Block(c_in, width, stride, n_branches, death_prob, variant))
                 c_in = width
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(c_in)
@@ -275,13 +305,14 @@ class ResNet(nn.Module):
         return self.fc(x)
 
 
-def build_model(config: Mapping, in_channels: int, num_classes: int) -> ResNet:
+def build_model(config: Mapping, in_channels: int, num_classes: int,
+                variant: str = "published") -> ResNet:
     """Build the network that ``config`` describes (see the module docstring for the keys).
 
     Other keys of ``config`` (learning rate, batch size, ...) are ignored, so a whole joint
     configuration can be passed as it is.
     """
-    return ResNet(arch_spec(config), in_channels, num_classes)
+    return ResNet(arch_spec(config), in_channels, num_classes, variant)
 
 
 def count_parameters(config: Mapping, in_channels: int, num_classes: int) -> int:

@@ -284,6 +284,19 @@ class TestBudgetSpent:
         assert info.rungs[0].total_cost_s == 22.0 and info.total_cost_s == 52.0
         assert math.isnan(info.rungs[2].total_cost_s)
 
+    def test_continued_rungs_count_what_they_trained(self):
+        """A promotion from 1 to 3 that continued trained 2 (its budget_spent), not 3; a rung
+        trained from scratch (the scratch protocol) says it paid all 3."""
+        from jointsearch.dashboards.records import EvaluationRecord
+
+        records = [EvaluationRecord("a", {}, 1.0, 0.5, budget_spent=1.0),
+                   EvaluationRecord("a", {}, 3.0, 0.4, budget_spent=2.0),
+                   EvaluationRecord("b", {}, 1.0, 0.5, budget_spent=1.0),
+                   EvaluationRecord("b", {}, 3.0, 0.4, budget_spent=3.0)]
+        info = budget_spent(records)
+        assert info.total_budget == 1 + 2 + 1 + 3
+        assert [r.total_budget for r in info.rungs] == [2.0, 5.0]
+
     def test_empty(self):
         info = budget_spent([])
         assert info.total_budget == 0 and info.rungs == () and info.brackets == ()

@@ -78,3 +78,13 @@ class TestJson:
     def test_optional_keys_may_be_missing(self):
         (r,) = records_from_json([{"trial_id": 7, "config": {}, "budget": 1, "val_error": 0.3}])
         assert r.trial_id == "7" and r.budget == 1.0 and r.status == "ok"
+
+
+def test_budget_spent_round_trips_and_defaults_to_the_budget(make_record):
+    """A continued rung records what it trained; without a record, an evaluation counts its budget."""
+    from jointsearch.dashboards.records import EvaluationRecord, spent
+
+    continued = EvaluationRecord("a", {}, 9.0, 0.2, cost_s=1.0, finished_at=2.0, budget_spent=6.0)
+    assert records_from_json(records_to_json([continued]))[0] == continued
+    assert spent(continued) == 6.0
+    assert spent(make_record("b", 9.0, 0.3)) == 9.0

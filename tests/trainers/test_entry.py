@@ -145,3 +145,13 @@ def test_trainer_never_imports_ray_or_mlflow():
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'mlflow')); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_authors_variant_trains_and_differs_from_the_published_one():
+    """--trainer-arg variant=authors reaches the model and the crops: same steps, other result."""
+    config = {**TINY, "res_branches_1": 2, "shakedrop_death_rate": 0.3}
+    authors = evaluate(config, 1, dataset="synthetic", variant="authors")
+    published = evaluate(config, 1, dataset="synthetic")
+    assert authors["status"] == published["status"] == "ok" and authors["steps"] == published["steps"]
+    assert authors["train_loss"] != published["train_loss"]
+    assert retrain(config, 1, dataset="synthetic", variant="authors")["status"] == "ok"

@@ -232,3 +232,36 @@ def test_shake_drop_dead_blocks_scale_by_alpha_forward_and_beta_backward():
 def test_shake_drop_open_gates_pass_the_residual():
     x = torch.randn(8, 2, 2, 2)
     assert torch.equal(shake_drop(x, 0.0, training=True), x)
+
+
+class TestAuthorsVariant:
+    """variant="authors": Zela et al.'s code rather than the published formulas."""
+
+    def test_shake_shake_weights_are_a_softmax_of_uniforms(self):
+        """Two branches: w = sigmoid(u1 - u2) lies in [1/(1+e), e/(1+e)], never near 0 or 1
+        as the published U[0, 1] weights often are."""
+        torch.manual_seed(0)
+        batch = 4096
+        branches = [torch.zeros(batch, 1, 1, 1), torch.ones(batch, 1, 1, 1)]
+        authors = shake_shake(branches, training=True, variant="authors").flatten()
+        published = shake_shake(branches, training=True).flatten()
+        e = torch.e
+        assert authors.min() >= 1 / (1 + e) - 1e-6 and authors.max() <= e / (1 + e) + 1e-6
+        assert published.min() < 0.05 and published.max() > 0.95
+        assert torch.equal(shake_shake(branches, training=False, variant="authors"),
+                           shake_shake(branches, training=False))
+
+    def test_shakedrop_only_in_single_branch_blocks_with_one_rate(self):
+        config = {"res_blocks_1": 2, "res_blocks_2": 2, "res_branches_2": 2, "filters_0": 4,
+                  "shakedrop_death_rate": 0.5}
+        authors = [m.death_prob for m in build_model(config, 3, 10, "authors").modules() if isinstance(m, Block)]
+        published = [m.death_prob for m in build_model(config, 3, 10).modules() if isinstance(m, Block)]
+        assert authors == [0.5, 0.5, 0.0, 0.0]
+        assert published == pytest.approx([0.125, 0.25, 0.375, 0.5])
+
+    def test_same_parameters_either_way_and_unknown_variant_refused(self):
+        a = build_model(SMALL_MULTI, 3, 10, "authors")
+        b = build_model(SMALL_MULTI, 3, 10)
+        assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+        with pytest.raises(ValueError, match="variant"):
+            build_model(SMALL_MULTI, 3, 10, "mine")
