@@ -1,7 +1,7 @@
 """The search layer: settings, the Ray Tune wiring, MLflow tracking, export, and the CLI.
 
 Never imports torch: trainers are reached through import paths resolved in the workers
-(see trainer_api.py). Only ray_tune.py imports Ray.
+(see trainer_api.py). Only the ray_* modules (ray_tune, ray_cluster, ray_checkpoints) import Ray.
 """
 
 from .api import SearchSummary, retrain, run_search
