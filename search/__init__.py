@@ -2,7 +2,8 @@
 
 No module here imports torch: a trainer is named by an import path (trainer_api.py) and resolved
 where it runs, in a Ray worker for a search, and in this process only for ``retrain`` (the
-``train`` command), which is the one place the driver loads torch. Only ray_tune.py imports Ray.
+``train`` command), which is the one place the driver loads torch. Only the ``ray_*`` modules
+import Ray.
 """
 
 from .api import SearchSummary, retrain, run_search

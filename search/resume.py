@@ -109,8 +109,11 @@ def unfinished_search(settings: SearchSettings) -> SearchResults | None:
     """The newest search of the experiment if it did not finish (crashed or interrupted), else None."""
     from .results import check_store_exists
 
+    from .store_lock import open_store
+
     try:
         check_store_exists(settings.tracking_uri)
+        open_store(settings.tracking_uri)  # another search may be creating its tables right now
         results = read_search(settings.tracking_uri, settings.experiment)
     except UsageError:
         return None

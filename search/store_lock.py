@@ -32,3 +32,13 @@ def store_creation_lock(uri: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+def open_store(uri: str) -> None:
+    """Make this process's MLflow client open (and, the first time, create) the store under the
+    lock. MLflow caches the store per URI in the process, so every later client call finds its
+    tables made; call it before the first read or write of a search."""
+    from .tracking import client_for
+
+    with store_creation_lock(uri):
+        client_for(uri)  # MlflowClient opens (the first time: migrates) the store in its constructor

@@ -98,11 +98,11 @@ class SearchTracker:
         from .errors import UsageError
 
         self.uri = uri
-        self.client = client_for(uri)
         from .store_lock import store_creation_lock
 
         try:
             with store_creation_lock(uri):  # two first searches on one fresh SQLite file
+                self.client = client_for(uri)  # MlflowClient opens (and creates) the store at once
                 self.experiment_id = get_or_create_experiment(self.client, experiment, uri)
         except Exception as exc:
             if _unreachable(exc):

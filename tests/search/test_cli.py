@@ -110,3 +110,45 @@ def test_a_users_own_trainer_and_space_file_from_the_cli(tmp_path):
     assert set(best["config"]) == {"x", "opt"} and best["trainer"] == "mytrainer:fit" and best["budget"] == 9
     x, opt = best["config"]["x"], best["config"]["opt"]
     assert best["val_error"] == pytest.approx((x - 0.3) ** 2 + (0.1 if opt == "adam" else 0.0) + 0.1)
+
+
+# --- the top level: every error class a user can cause is one line and exit 2 ------------------
+
+
+class _FakeMlflowError(Exception):
+    """Stands in for mlflow.exceptions.MlflowException: the CLI recognises store errors by module."""
+
+
+_FakeMlflowError.__module__ = "mlflow.exceptions"
+
+
+@pytest.mark.parametrize("error", [
+    UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
+    RecursionError("maximum recursion depth exceeded"),
+    OverflowError("cannot convert float infinity to integer"),
+    FileNotFoundError(2, "No such file or directory", "x.json"),
+    PermissionError(13, "Permission denied", "/root/x"),
+    IsADirectoryError(21, "Is a directory", "out"),
+    _FakeMlflowError("RESOURCE_DOES_NOT_EXIST: Run 'abc' not found\nsecond line"),
+], ids=lambda e: type(e).__name__)
+def test_the_top_level_turns_each_user_error_class_into_one_line(monkeypatch, capsys, error):
+    from jointsearch.search import cli
+
+    def raising(args):
+        raise error
+
+    monkeypatch.setitem(cli.COMMANDS, "spaces", raising)
+    assert cli.main(["spaces", "list"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("jointsearch: error:"), err
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    from jointsearch.search import cli
+
+    def buggy(args):
+        raise KeyError("a bug, not a user's mistake")
+
+    monkeypatch.setitem(cli.COMMANDS, "spaces", buggy)
+    with pytest.raises(KeyError):
+        cli.main(["spaces", "list"])

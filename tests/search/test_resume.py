@@ -150,3 +150,25 @@ def test_another_hosts_driver_is_judged_by_its_heartbeat_and_the_message_says_wh
                                   pid="12"), now=now)
     assert not stale.alive
     assert not driver_state(_results(status="KILLED", heartbeat=f"{now:.0f}"), now=now).alive
+
+
+def test_force_takes_over_a_search_on_another_host_but_never_a_live_one_on_this_host(monkeypatch):
+    from socket import gethostname
+
+    from jointsearch.search import SearchSettings, UsageError
+    from jointsearch.search import resume as resume_module
+    from jointsearch.search.resume import _process_start, choose_search_to_continue
+
+    settings = SearchSettings(experiment="e")
+    elsewhere = _results(heartbeat=f"{time.time():.0f}", host="elsewhere", pid="12")
+    monkeypatch.setattr(resume_module, "unfinished_search", lambda s: elsewhere)
+    with pytest.raises(UsageError, match="--force"):
+        choose_search_to_continue(settings, resume=True)
+    assert choose_search_to_continue(settings, resume=True, force=True) is elsewhere
+    assert choose_search_to_continue(settings, resume=False) is None
+
+    here = _results(heartbeat="1", host=gethostname(), pid=str(os.getpid()), started=_process_start(os.getpid()))
+    monkeypatch.setattr(resume_module, "unfinished_search", lambda s: here)
+    for force in (False, True):
+        with pytest.raises(UsageError, match="still running"):
+            choose_search_to_continue(settings, resume=True, force=force)

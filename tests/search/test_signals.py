@@ -30,11 +30,11 @@ def _evaluations(uri, experiment):
         return []
 
 
-def _start(tmp_path, experiment, extra_env=None):
+def _start(tmp_path, experiment, extra_env=None, scheduler="bohb"):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "JOINTSEARCH_FAKE_SLEEP_S": "0.5", **(extra_env or {})}
     env.pop("RAY_ADDRESS", None)
-    args = ["search", "--scheduler", "bohb", "--trainer", "jointsearch.search.testing:fake_trainer",
+    args = ["search", "--scheduler", scheduler, "--trainer", "jointsearch.search.testing:fake_trainer",
             "--num-samples", str(NUM_SAMPLES), "--min-budget", "1", "--max-budget", "9", "--eta", "3",
             "--seed", "3", "--experiment", experiment, "--mlflow-uri", uri,
             "--storage-path", str(tmp_path / "ray"), "--max-concurrent", "2"]
@@ -86,11 +86,13 @@ def _assert_interrupted(uri, experiment, signame):
     return before
 
 
-@pytest.mark.parametrize("signum, code, to_group", [(signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)],
-                         ids=["ctrl-c", "sigterm"])
-def test_a_signal_ends_the_search_as_interrupted_and_resume_continues_it(tmp_path, signum, code, to_group):
+@pytest.mark.parametrize("signum, code, to_group, scheduler", [
+    (signal.SIGINT, 130, True, "bohb"), (signal.SIGTERM, 143, False, "bohb"), (signal.SIGTERM, 143, False, "hpbandster"),
+], ids=["ctrl-c", "sigterm", "sigterm-hpbandster"])
+def test_a_signal_ends_the_search_as_interrupted_and_resume_continues_it(tmp_path, signum, code, to_group, scheduler):
+    """Ray Tune is stopped through a Stopper; the hpbandster preset (no Tune) by an exception."""
     experiment = f"sig-{signum}"
-    driver, uri, env = _start(tmp_path, experiment)
+    driver, uri, env = _start(tmp_path, experiment, scheduler=scheduler)
     try:
         if to_group:  # what a terminal's Ctrl-C does: the driver and every process of its group
             os.killpg(driver.pid, signum)
