@@ -15,14 +15,16 @@ import argparse
 import dataclasses
 import json
 import sys
+import typing
 from pathlib import Path
+from typing import Any
 
 from jointsearch.spaces import SpaceError
 
 from .errors import UsageError
 from .interrupt import SearchInterrupted
 from .recipes import RECIPES, apply_recipe
-from .settings import BUDGET_UNITS, FIDELITY_PROTOCOLS, SCHEDULERS, SearchSettings
+from .settings import BUDGET_UNITS, SearchSettings
 from .trainer_api import BUILTIN_TRAINER, resolve
 
 
@@ -33,53 +35,44 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _setting_type(annotation: Any) -> type:
+    """The argparse type of a settings field: the non-None member of ``X | None``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if args else annotation
+
+
+def search_flags() -> list[dataclasses.Field]:
+    """The SearchSettings fields that are command-line flags, in declaration order."""
+    return [f for f in dataclasses.fields(SearchSettings) if f.metadata.get("cli", False)]
+
+
 def _add_search(sub) -> None:
+    """The search flags come from SearchSettings' field declarations (settings.setting): name, type,
+    default, choices and help are written once, there. Only flags that are not settings are here."""
     p = sub.add_parser("search", help="run a joint architecture + hyperparameter search")
     d = SearchSettings()
-    p.add_argument("--space", default=d.space, help="registered space name or ConfigSpace JSON file (default: tiny)")
-    p.add_argument("--dataset", default=d.dataset, help="digits (bundled), cifar10, synthetic")
-    p.add_argument("--data-dir", default=None, help="where cifar10 lies (see `jointsearch data download`)")
-    p.add_argument("--scheduler", default=d.scheduler, choices=SCHEDULERS)
-    p.add_argument("--min-budget", type=float, default=d.min_budget)
-    p.add_argument("--max-budget", type=float, default=d.max_budget)
-    p.add_argument("--eta", type=float, default=d.eta, help="Hyperband reduction factor (> 1)")
-    p.add_argument("--budget-unit", default=d.budget_unit, choices=BUDGET_UNITS)
-    p.add_argument("--num-samples", type=int, default=d.num_samples, help="configurations to evaluate")
-    p.add_argument("--cpus-per-trial", type=float, default=d.cpus_per_trial)
-    p.add_argument("--gpus-per-trial", type=float, default=d.gpus_per_trial, help="fractions share a GPU")
-    p.add_argument("--max-concurrent", type=int, default=d.max_concurrent, help="0: no limit")
-    p.add_argument("--max-failures", type=int, default=d.max_failures, help="retries of a trial that raised")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: local Ray)")
-    p.add_argument("--storage-path", default=None, help="checkpoints and Tune results (shared on a cluster)")
-    p.add_argument("--mlflow-uri", default=None, help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
-    p.add_argument("--experiment", default=d.experiment)
-    p.add_argument("--trainer", default=BUILTIN_TRAINER, help="package.module:function to search instead")
+    hints = typing.get_type_hints(SearchSettings)
+    for f in search_flags():
+        meta = f.metadata
+        default = getattr(d, f.name)
+        shown = f" (default: {default})" if default not in (None, "") else ""
+        p.add_argument(_flag(f.name), type=_setting_type(hints[f.name]), default=default,
+                       choices=meta["choices"], metavar=meta["metavar"], help=meta["help"] + shown)
     p.add_argument("--trainer-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a keyword for the trainer (repeatable; VALUE is parsed as JSON when it can be)")
     p.add_argument("--resume", action="store_true",
                    help="continue the newest unfinished search of --experiment with its recorded settings")
-    p.add_argument("--dashboard-every", type=int, default=d.dashboard_every,
-                   help="evaluations between live rank-correlation updates in MLflow")
-    # issue 13: the paper's network and protocol
-    p.add_argument("--fidelity", default=d.fidelity, choices=FIDELITY_PROTOCOLS,
-                   help="how rung budgets are trained: restarts (continued, SGDR restarts at the rungs), "
-                        "scratch (the paper: every rung from scratch), continue (one SGDR, T0 = max/15)")
-    p.add_argument("--max-params", type=int, default=d.max_params,
-                   help="networks with more parameters are recorded infeasible, never trained; 0: no limit "
-                        f"(default {d.max_params:,})")
+    # issue 13: the paper's recipe, and its wall-clock budgets on another GPU
     p.add_argument("--recipe", default=None, choices=tuple(RECIPES),
                    help="a published search's settings (zela2018: the paper's space, 400..10800 s, eta 3, "
                         "368 samples, cifar10); flags given with it override it")
     p.add_argument("--budget-scale", type=float, default=1.0,
                    help="multiply both budgets, e.g. GTX 1080 Ti throughput / your GPU's (README)")
-    # robustness (issue 12): time limits, taking over a search whose heartbeat is not stale yet
-    p.add_argument("--eval-timeout", type=float, default=None, metavar="SECONDS",
-                   help="stop an evaluation that runs longer and record it failed (failure_kind=timeout); "
-                        "default: 2 x budget + 60 s for --budget-unit seconds, no limit for epochs; 0: no limit")
-    p.add_argument("--keep-checkpoints", choices=("all", "promotable", "none"), default=d.keep_checkpoints,
-                   help="checkpoints kept on disk: all, promotable (the latest of a trial that can still be "
-                        "promoted, and the incumbent's; default), none (deleted when the search ends)")
+    # robustness (issue 12): taking over a search whose heartbeat is not stale yet
     p.add_argument("--force", action="store_true",
                    help="with --resume: take over a search on another host whose heartbeat is not stale yet "
                         "(a live search on this host is never taken over)")
@@ -147,16 +140,8 @@ def _cmd_search(args) -> int:
                                        ray_address=args.ray_address or settings.ray_address)
         summary = run_search(settings, resume=True, force=args.force)
         return _print_summary(summary, settings)
-    settings = SearchSettings(
-        space=args.space, dataset=args.dataset, scheduler=args.scheduler, min_budget=args.min_budget,
-        max_budget=args.max_budget, eta=args.eta, budget_unit=args.budget_unit, num_samples=args.num_samples,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-        seed=args.seed, ray_address=args.ray_address, mlflow_uri=args.mlflow_uri, experiment=args.experiment,
-        trainer=args.trainer, data_dir=args.data_dir, storage_path=args.storage_path, max_failures=args.max_failures,
-        dashboard_every=args.dashboard_every, trainer_kwargs=_trainer_args(args.trainer_arg),
-        fidelity=args.fidelity, max_params=args.max_params,
-        eval_timeout=args.eval_timeout, keep_checkpoints=args.keep_checkpoints,
-    )
+    settings = SearchSettings(**{f.name: getattr(args, f.name) for f in search_flags()},
+                              trainer_kwargs=_trainer_args(args.trainer_arg))
     if args.recipe or args.budget_scale != 1.0:  # issue 13: the recipe fills in what was not given
         values = apply_recipe(dataclasses.asdict(settings), _explicit_flags(args), args.recipe, args.budget_scale)
         settings = SearchSettings(**values)

@@ -12,21 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jointsearch.trainers.facts import (BUDGET_UNITS, DATASETS, DEFAULT_MAX_PARAMS, FIDELITY_PROTOCOLS,
+                                        cifar10_missing)
+
 from .budgets import check_budgets, rung_budgets
 from .errors import UsageError
 from .presets import SCHEDULERS
 from .trainer_api import BUILTIN_TRAINER
 
-BUDGET_UNITS = ("epochs", "seconds")
-DATASETS = ("digits", "cifar10", "synthetic")
-# Issue 13 (the paper's protocol): how rung budgets are trained; mirrors
-# trainers.entry.FIDELITY_PROTOCOLS (not imported: the search layer never imports torch).
-FIDELITY_PROTOCOLS = ("restarts", "scratch", "continue")
-# The largest network the built-in trainer trains by default: the paper's best configuration
-# (27.6M) and its largest baseline (WRN-28-10, 36.5M) fit with room to spare, while the corners
-# of the zela2018 space under the authors' compounding widths (about 1 in 10 above 150M, the
-# largest in the billions) would not fit a GPU at batch size 128 or train in the 3 h budget.
-DEFAULT_MAX_PARAMS = 50_000_000
 
 
 def default_mlflow_uri() -> str:
@@ -34,35 +27,55 @@ def default_mlflow_uri() -> str:
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,
+            choices: tuple[str, ...] | None = None, metavar: str | None = None, cli: bool = True) -> Any:
+    """A field of :class:`SearchSettings` with what its command-line flag needs: the one place a
+    setting is declared. ``cli.py`` turns each such field into ``--field-name`` (type from the
+    annotation, default from here); ``cli=False`` keeps a field off the command line (it has a
+    flag of another shape there, such as ``--trainer-arg KEY=VALUE`` for ``trainer_kwargs``)."""
+    metadata = {"help": help, "choices": choices, "metavar": metavar, "cli": cli}
+    return field(default=default, default_factory=default_factory, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class SearchSettings:
-    space: str = "tiny"  # a registered space name or a ConfigSpace JSON file
-    dataset: str = "digits"
-    scheduler: str = "bohb"
-    min_budget: float = 1.0  # in budget_unit
-    max_budget: float = 9.0  # in budget_unit
-    eta: float = 3.0  # Hyperband's reduction factor
-    budget_unit: str = "epochs"  # "epochs" or "seconds" (of training, evaluation excluded)
-    num_samples: int = 20  # configurations to evaluate (Ray Tune trials)
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0  # fractions let small configurations share a GPU
-    max_concurrent: int = 0  # 0: as many as the resources allow
-    seed: int | None = 0
-    ray_address: str | None = None  # None: a local Ray runtime
-    mlflow_uri: str | None = None  # None: sqlite:///<cwd>/mlflow.db
-    experiment: str = "jointsearch"
-    trainer: str = BUILTIN_TRAINER  # "package.module:function"
-    data_dir: str | None = None
-    storage_path: str | None = None  # where Ray keeps checkpoints; shared by all nodes on a cluster
-    max_failures: int = 0  # retries of a trial that raised
-    dashboard_every: int = 10  # evaluations between live dashboard updates in MLflow
-    trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # extra keywords for a user trainer
+    space: str = setting("tiny", "registered space name or ConfigSpace JSON file")
+    dataset: str = setting("digits", "digits (bundled), cifar10, synthetic (built-in trainer)")
+    scheduler: str = setting("bohb", "the searcher + scheduler pairing (search/presets.py)", choices=SCHEDULERS)
+    min_budget: float = setting(1.0, "smallest budget, in --budget-unit")
+    max_budget: float = setting(9.0, "largest budget, in --budget-unit")
+    eta: float = setting(3.0, "Hyperband's reduction factor (> 1)")
+    budget_unit: str = setting("epochs", "what a budget counts: epochs, or seconds of training (evaluation "
+                                         "excluded)", choices=BUDGET_UNITS)
+    num_samples: int = setting(20, "configurations to evaluate (Ray Tune trials)")
+    cpus_per_trial: float = setting(1.0, "CPUs per trial")
+    gpus_per_trial: float = setting(0.0, "GPUs per trial; fractions let small configurations share a GPU")
+    max_concurrent: int = setting(0, "trials at once; 0: as many as the resources allow")
+    seed: int | None = setting(0, "seed of the searcher and of the trainer")
+    ray_address: str | None = setting(None, "an existing Ray cluster to join (default: a local Ray runtime of "
+                                            "this search's own)")
+    mlflow_uri: str | None = setting(None, "MLflow tracking URI (default: sqlite:///./mlflow.db)")
+    experiment: str = setting("jointsearch", "MLflow experiment")
+    trainer: str = setting(BUILTIN_TRAINER, "package.module:function to search instead of the built-in trainer")
+    data_dir: str | None = setting(None, "where cifar10 lies (see `jointsearch data download`)")
+    storage_path: str | None = setting(None, "checkpoints and Tune results; on a cluster a path every node sees")
+    max_failures: int = setting(0, "retries of a trial that raised")
+    dashboard_every: int = setting(10, "evaluations between live rank-correlation updates in MLflow")
+    trainer_kwargs: dict[str, Any] = setting(default_factory=dict, cli=False,
+                                             help="extra keywords for a user trainer (--trainer-arg KEY=VALUE)")
     # --- issue 13: the paper's network and protocol ---
-    fidelity: str = "restarts"  # how rungs are trained: restarts | scratch | continue (trainers/entry.py)
-    max_params: int = DEFAULT_MAX_PARAMS  # larger networks are recorded infeasible, never trained; 0: no limit
+    fidelity: str = setting("restarts", "how rung budgets are trained: restarts (continued, SGDR restarts at the "
+                                        "rungs), scratch (the paper: every rung from scratch), continue (one "
+                                        "SGDR, T0 = max/15)", choices=FIDELITY_PROTOCOLS)
+    max_params: int = setting(DEFAULT_MAX_PARAMS, "networks with more parameters are recorded infeasible, never "
+                                                  "trained; 0: no limit")
     # robustness (issue 12): per-evaluation time limit and checkpoints kept on disk
-    eval_timeout: float | None = None  # seconds per evaluation; None: 2 x budget + 60 s for seconds budgets, else none; 0: none
-    keep_checkpoints: str = "promotable"  # "all", "promotable" (what a paused trial or the incumbent needs), "none"
+    eval_timeout: float | None = setting(None, "stop an evaluation that runs longer and record it failed "
+                                               "(failure_kind=timeout); default: 2 x budget + 60 s for --budget-unit "
+                                               "seconds, no limit for epochs; 0: no limit", metavar="SECONDS")
+    keep_checkpoints: str = setting("promotable", "checkpoints kept on disk: all, promotable (the latest of a trial "
+                                                  "that can still be promoted, and the incumbent's), none (deleted "
+                                                  "when the search ends)", choices=("all", "promotable", "none"))
 
     @property
     def tracking_uri(self) -> str:
@@ -129,9 +142,6 @@ class SearchSettings:
             raise UsageError(f"--max-params must be 0 (no limit) or a positive count, got {self.max_params}")
         if not self.experiment or not self.experiment.strip():
             raise UsageError("--experiment must not be empty")
-        if self.builtin_trainer and self.dataset == "cifar10":
-            folder = Path(self.data_dir or "data") / "cifar-10-batches-py"
-            if not (folder / "test_batch").is_file():
-                raise UsageError(f"CIFAR-10 not found in {folder.parent}; run `jointsearch data download cifar10 "
-                                 f"--data-dir {folder.parent}` first")
+        if self.builtin_trainer and self.dataset == "cifar10" and cifar10_missing(self.data_dir):
+            raise UsageError(cifar10_missing(self.data_dir))
         return self

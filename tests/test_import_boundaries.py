@@ -18,6 +18,8 @@ CASES = {
     "jointsearch.dashboards.analysis": ("torch", "ray", "mlflow"),
     "jointsearch.dashboards.records": ("torch", "ray", "mlflow"),
     "jointsearch.trainers": ("ray", "mlflow"),
+    # What the search validates settings against: the trainer's vocabulary, without torch.
+    "jointsearch.trainers.facts": ("torch", "ray", "mlflow"),
     "jointsearch.trainers.entry": ("ray", "mlflow"),
     # The search layer reaches torch only through trainer import paths resolved at run time.
     "jointsearch.search": ("torch",),

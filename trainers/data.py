@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .facts import CIFAR10_DIR, DATASETS
+
 __all__ = ["CIFAR10_MD5", "CIFAR10_URL", "DATASETS", "DataSplits", "DatasetError", "Split",
            "download_cifar10", "load_dataset"]
 
-DATASETS = ("digits", "cifar10", "synthetic")
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-CIFAR10_DIR = "cifar-10-batches-py"
 CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
 CIFAR10_VAL_FRACTION = 0.1  # 5k of the 50k training images, as in the paper
 # The official md5 of every file that is unpickled (the ones torchvision lists too). A batch is

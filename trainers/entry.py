@@ -37,6 +37,7 @@ import math
 from collections.abc import Sequence
 
 from .data import DataSplits, load_dataset
+from .facts import FIDELITY_PROTOCOLS
 from .loop import TrainRecord, TrainSettings, train
 from .models import count_parameters
 
@@ -44,7 +45,6 @@ __all__ = ["FIDELITY_PROTOCOLS", "INFEASIBLE", "evaluate", "retrain", "retrain_s
            "schedule_settings", "scratch_t0"]
 
 #: How rung budgets are trained; see the module docstring. The first is the default.
-FIDELITY_PROTOCOLS = ("restarts", "scratch", "continue")
 #: The status of a configuration that was never trained because it exceeds ``max_params``.
 INFEASIBLE = "infeasible"
 

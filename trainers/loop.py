@@ -47,12 +47,12 @@ import torch.nn.functional as F
 
 from .augment import crop_padding, cutout, mixup, mixup_weight, random_crop
 from .data import DataSplits
+from .facts import BUDGET_UNITS
 from .models import build_model
 
 __all__ = ["BUDGET_UNITS", "CHECKPOINT_FILE", "Hyperparameters", "Progress", "TrainRecord",
            "TrainSettings", "lr_factor", "restarts_factor", "sgdr_factor", "train"]
 
-BUDGET_UNITS = ("epochs", "seconds")
 CHECKPOINT_FILE = "trainer_state.pt"
 _CHECKPOINT_FORMAT = 1
 
