@@ -107,7 +107,7 @@ def recorded_settings(uri: str, experiment: str, search_run_id: str | None = Non
     return SearchSettings(**{k: v for k, v in values.items() if k in names})
 
 
-def run_search(settings: SearchSettings, *, resume: bool | None = None) -> SearchSummary:
+def run_search(settings: SearchSettings, *, resume: bool | None = None, progress: bool = False) -> SearchSummary:
     """Validate everything, then run the search and record it in MLflow; returns what it found.
 
     Nothing is written (no MLflow store, no Ray results) until the settings, the space and the
@@ -119,6 +119,9 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None) -> Searc
     the crash left RUNNING are closed as ``interrupted`` (their results up to the last finished
     rung stay); the remaining ``num_samples`` are new configurations, sampled with a seed
     shifted per resume so that a seeded searcher does not propose the same ones again.
+
+    ``progress``: draw the search's progress on stderr while it runs (progress.py); the CLI
+    does unless ``--quiet``.
     """
     started = time.time()
     settings.validate()
@@ -170,6 +173,11 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None) -> Searc
                               refresh_every=settings.dashboard_every, records=observations)
     heartbeat = _Heartbeat(settings.tracking_uri, tracker.parent_run_id)
     heartbeat.start()
+    display = None
+    if progress:
+        from .progress import show_progress
+
+        display = show_progress(tracker, run_settings, rungs)
     try:
         if run_settings.num_samples > 0:
             if observations:
@@ -178,8 +186,12 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None) -> Searc
                 run_backend(run_settings, space, tracker, run_name)
     except BaseException:
         heartbeat.stop.set()
+        if display is not None:
+            display.close()
         tracker.end_search("KILLED")
         raise
+    if display is not None:
+        display.close()
     heartbeat.stop.set()
     tracker.end_search("FINISHED")
     results = read_search(settings.tracking_uri, settings.experiment, tracker.parent_run_id)

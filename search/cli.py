@@ -59,6 +59,9 @@ def _add_search(sub) -> None:
                    help="continue the newest unfinished search of --experiment with its recorded settings")
     p.add_argument("--dashboard-every", type=int, default=d.dashboard_every,
                    help="evaluations between live rank-correlation updates in MLflow")
+    # Issue 15 (progress on screen, warm start): one block.
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress line on stderr while the search runs (the summary is still printed)")
 
 
 def _build_parser() -> _Parser:
@@ -111,7 +114,7 @@ def _cmd_search(args) -> int:
         settings = recorded_settings(args.mlflow_uri or default_mlflow_uri(), args.experiment)
         settings = dataclasses.replace(settings, mlflow_uri=args.mlflow_uri or settings.mlflow_uri,
                                        ray_address=args.ray_address or settings.ray_address)
-        summary = run_search(settings, resume=True)
+        summary = run_search(settings, resume=True, progress=not args.quiet)
         return _print_summary(summary, settings)
     settings = SearchSettings(
         space=args.space, dataset=args.dataset, scheduler=args.scheduler, min_budget=args.min_budget,
@@ -121,7 +124,7 @@ def _cmd_search(args) -> int:
         trainer=args.trainer, data_dir=args.data_dir, storage_path=args.storage_path, max_failures=args.max_failures,
         dashboard_every=args.dashboard_every, trainer_kwargs=_trainer_args(args.trainer_arg),
     )
-    return _print_summary(run_search(settings), settings)
+    return _print_summary(run_search(settings, progress=not args.quiet), settings)
 
 
 def _trainer_args(pairs: list[str]) -> dict:

@@ -117,6 +117,7 @@ class SearchTracker:
         self._last_attempt = 0.0
         self.deferred_total = 0
         self.dashboards = None  # a live.LiveDashboards, attached once the parent run exists
+        self.progress = None  # a progress.SearchProgress fed with the same events, when one is shown
 
     # --- delivery ------------------------------------------------------------------------
     def _submit(self, what: str, op: Callable[[], None]) -> None:
@@ -263,6 +264,8 @@ class SearchTracker:
         if self.has_trial(trial_id):
             self.set_trial_state(trial_id, "running")
             return
+        if self.progress is not None:
+            self.progress.trial_started(trial_id)
         self._trial_state[trial_id] = "running"
         self._trial_config[trial_id] = dict(config)
         self._trial_bracket[trial_id] = tags.get("bracket")
@@ -298,6 +301,8 @@ class SearchTracker:
             tags.append(RunTag("promoted", "true"))
         self._submit(f"result of trial {trial_id} at budget {budget:g}",
                      lambda: self.client.log_batch(self._trial_runs[trial_id], metrics=batch, tags=tags))
+        if self.progress is not None:
+            self.progress.evaluation(trial_id, budget, metrics)
         if self.dashboards is not None:
             from .live import record_from_metrics
 
@@ -315,6 +320,8 @@ class SearchTracker:
     def set_trial_state(self, trial_id: str, state: str) -> None:
         if self._trial_state.get(trial_id) != state:
             self._trial_state[trial_id] = state
+            if self.progress is not None:
+                self.progress.trial_state(trial_id, state)
             self.set_trial_tags(trial_id, {"state": state})
 
     def trial_ended(self, trial_id: str, final_status: str, reason: str | None = None, kind: str | None = None) -> None:
@@ -329,6 +336,8 @@ class SearchTracker:
             tags["failure_kind"] = kind
         self.set_trial_tags(trial_id, tags)
         self._trial_state[trial_id] = final_status
+        if self.progress is not None:
+            self.progress.trial_ended(trial_id, final_status)
         status = "FAILED" if final_status == "failed" else "FINISHED"
         self._submit(f"end of trial {trial_id}",
                      lambda: self.client.set_terminated(self._trial_runs[trial_id], status))
