@@ -154,6 +154,9 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, progress
         settings_json = json.dumps(dataclasses.asdict(settings), indent=2, default=str)
         tracker.start_search(settings.as_params(), run_name=run_name, budget_unit=settings.budget_unit,
                              artifacts={"space.json": to_json(space), "settings.json": settings_json})
+        from .mlflow_view import set_training_view
+
+        set_training_view(tracker.client, tracker.experiment_id, space)  # issue 15: the UI's training view
     else:
         resumes = int(previous.parent_tags.get(RESUMES_TAG, "0")) + 1
         run_name = f"{previous.parent_tags.get('mlflow.runName', 'search')}-resume{resumes}"
@@ -199,6 +202,9 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, progress
     for record in results.records:
         per_budget[record.budget] = per_budget.get(record.budget, 0) + 1
     failed = sum(1 for tags in results.trial_tags.values() if tags.get("final_status") == "failed")
+    from .mlflow_view import log_incumbent
+
+    log_incumbent(tracker.client, tracker.parent_run_id, best_configuration(results.records))  # issue 15
     return SearchSummary(
         search_run_id=tracker.parent_run_id, experiment=settings.experiment, tracking_uri=settings.tracking_uri,
         budgets=tuple(rungs), n_trials=len(results.trial_runs), n_evaluations=len(results.records),

@@ -156,10 +156,15 @@ def _print_summary(summary, settings) -> int:
     print(json.dumps(dict(best.config), indent=2, sort_keys=True))
     uri = summary.tracking_uri
     print(f"export it:  jointsearch export --mlflow-uri {uri} --experiment {summary.experiment} --out best.json")
+    from .mlflow_view import runs_url
+    from .tracking import client_for
+
+    page = runs_url("http://127.0.0.1:5000" if uri.startswith("sqlite:") else uri,
+                    client_for(uri).get_experiment_by_name(summary.experiment).experiment_id)
     if uri.startswith("sqlite:"):
-        print(f"browse it:  mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
+        print(f"browse it:  mlflow ui --backend-store-uri {uri}   (then open {page})")
     else:
-        print(f"browse it:  open {uri}")
+        print(f"browse it:  open {page}")
     return 0
 
 

@@ -11,7 +11,7 @@ Layout written here, read back by ``results.py``:
 - parent run (tag ``jointsearch.kind=search``): every setting as a param; ``space.json`` and
   ``settings.json`` artifacts; summary metrics at the end.
 - child run per trial (``mlflow.parentRunId`` = parent, ``jointsearch.kind=trial``): the
-  configuration as params; ``val_error`` (and ``cost_s``, ``train_loss``...) with
+  configuration as params; ``val_error`` (and ``budget``, ``rung``, ``cost_s``, ``train_loss``...) with
   ``step = budget`` (times ``jointsearch.step_scale`` when budgets are fractional); tags
   ``jointsearch.trial_id``, ``jointsearch.config_id``, ``bracket``, ``band``, ``rung``,
   ``state`` (running / paused / completed / stopped / failed) and ``final_status``.
@@ -295,6 +295,8 @@ class SearchTracker:
         tags = [RunTag("budget_reached", f"{budget:g}")]
         if rung is not None:
             tags.append(RunTag("rung", str(rung)))
+            if "rung" not in metrics:
+                batch.append(Metric("rung", float(rung), now, step))  # a column in the UI's runs table
         if "status" in metrics:
             tags.append(RunTag("last_status", str(metrics["status"])))
         if rung:
