@@ -53,7 +53,8 @@ __all__ = ["HEARTBEAT_TAG", "RESUMES_TAG", "SearchSummary", "heartbeat_interval_
            "run_search"]
 
 
-def run_search(settings: SearchSettings, *, resume: bool | None = None, force: bool = False) -> SearchSummary:
+def run_search(settings: SearchSettings, *, resume: bool | None = None, force: bool = False,
+               progress: bool = False) -> SearchSummary:
     """Validate everything, then run the search and record it in MLflow; returns what it found.
 
     Nothing is written (no MLflow store, no Ray results) until the settings, the space and the
@@ -70,6 +71,9 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
 
     SIGINT/SIGTERM end the search as interrupted (interrupt.py): :class:`SearchInterrupted` is
     raised after the parent run was ended KILLED, and ``resume=True`` continues it.
+
+    ``progress``: draw the search's progress on stderr while it runs (progress.py); the CLI
+    does unless ``--quiet``.
     """
     started = time.time()
     settings.validate()
@@ -103,6 +107,9 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
         tracker.start_search(settings.as_params(), run_name=run_name, budget_unit=settings.budget_unit,
                              artifacts={"space.json": to_json(space), "settings.json": settings_json},
                              tags={**driver_tags(), **cluster_tags})
+        from .mlflow_view import set_training_view
+
+        set_training_view(tracker.client, tracker.experiment_id, space)  # issue 15: the UI's training view
     else:
         resumes = int(previous.parent_tags.get(RESUMES_TAG, "0")) + 1
         run_name = f"{previous.parent_tags.get('mlflow.runName', 'search')}-resume{resumes}"
@@ -123,6 +130,11 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
                               refresh_every=settings.dashboard_every, records=observations)
     heartbeat = Heartbeat(settings.tracking_uri, tracker.parent_run_id)
     heartbeat.start()
+    display = None
+    if progress:
+        from .progress import show_progress
+
+        display = show_progress(tracker, run_settings, rungs)
     with interruptible(raise_now=hpbandster) as guard:
         tracker.interrupt = guard
         try:
@@ -134,6 +146,8 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
             guard.check()
         except BaseException:
             heartbeat.stop.set()
+            if display is not None:
+                display.close()
             if guard.requested:
                 tracker.set_search_tags({INTERRUPTED_TAG: guard.name})
                 tracker.end_search("KILLED")
@@ -142,6 +156,8 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
                 raise SearchInterrupted(guard.signum) from None
             tracker.end_search("KILLED")
             raise
+        if display is not None:
+            display.close()
         heartbeat.stop.set()
         tracker.end_search("FINISHED")
     results = read_search(settings.tracking_uri, settings.experiment, tracker.parent_run_id)
@@ -149,6 +165,9 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
     for record in results.records:
         per_budget[record.budget] = per_budget.get(record.budget, 0) + 1
     failed = sum(1 for tags in results.trial_tags.values() if tags.get("final_status") == "failed")
+    from .mlflow_view import log_incumbent
+
+    log_incumbent(tracker.client, tracker.parent_run_id, best_configuration(results.records))  # issue 15
     return SearchSummary(
         search_run_id=tracker.parent_run_id, experiment=settings.experiment, tracking_uri=settings.tracking_uri,
         budgets=tuple(rungs), n_trials=len(results.trial_runs), n_evaluations=len(results.records),

@@ -76,6 +76,9 @@ def _add_search(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="with --resume: take over a search on another host whose heartbeat is not stale yet "
                         "(a live search on this host is never taken over)")
+    # Issue 15 (progress on screen)
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress line on stderr while the search runs (the summary is still printed)")
     p.set_defaults(search_parser=p)
 
 
@@ -138,14 +141,14 @@ def _cmd_search(args) -> int:
         settings = recorded_settings(uri, args.experiment)
         settings = dataclasses.replace(settings, mlflow_uri=args.mlflow_uri or settings.mlflow_uri,
                                        ray_address=args.ray_address or settings.ray_address)
-        summary = run_search(settings, resume=True, force=args.force)
+        summary = run_search(settings, resume=True, force=args.force, progress=not args.quiet)
         return _print_summary(summary, settings)
     settings = SearchSettings(**{f.name: getattr(args, f.name) for f in search_flags()},
                               trainer_kwargs=_trainer_args(args.trainer_arg))
     if args.recipe or args.budget_scale != 1.0:  # issue 13: the recipe fills in what was not given
         values = apply_recipe(dataclasses.asdict(settings), _explicit_flags(args), args.recipe, args.budget_scale)
         settings = SearchSettings(**values)
-    return _print_summary(run_search(settings, force=args.force), settings)
+    return _print_summary(run_search(settings, force=args.force, progress=not args.quiet), settings)
 
 
 def _explicit_flags(args) -> set[str]:
@@ -192,10 +195,15 @@ def _print_summary(summary, settings) -> int:
     print(json.dumps(dict(best.config), indent=2, sort_keys=True))
     uri = summary.tracking_uri
     print(f"export it:  jointsearch export --mlflow-uri {uri} --experiment {summary.experiment} --out best.json")
+    from .mlflow_view import runs_url
+    from .tracking import client_for
+
+    page = runs_url("http://127.0.0.1:5000" if uri.startswith("sqlite:") else uri,
+                    client_for(uri).get_experiment_by_name(summary.experiment).experiment_id)
     if uri.startswith("sqlite:"):
-        print(f"browse it:  mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
+        print(f"browse it:  mlflow ui --backend-store-uri {uri}   (then open {page})")
     else:
-        print(f"browse it:  open {uri}")
+        print(f"browse it:  open {page}")
     return 0
 
 

@@ -11,7 +11,7 @@ Layout written here, read back by ``results.py``:
 - parent run (tag ``jointsearch.kind=search``): every setting as a param; ``space.json`` and
   ``settings.json`` artifacts; summary metrics at the end.
 - child run per trial (``mlflow.parentRunId`` = parent, ``jointsearch.kind=trial``): the
-  configuration as params; ``val_error`` (and ``cost_s``, ``train_loss``...) with
+  configuration as params; ``val_error`` (and ``budget``, ``rung``, ``cost_s``, ``train_loss``...) with
   ``step = budget`` (times ``jointsearch.step_scale`` when budgets are fractional); tags
   ``jointsearch.trial_id``, ``jointsearch.config_id``, ``bracket``, ``band``, ``rung``,
   ``state`` (running / paused / completed / stopped / failed) and ``final_status``.
@@ -123,6 +123,7 @@ class SearchTracker:
         # Interruptions (search/interrupt.py): once its signal arrived, a trial that ends
         # without reaching the max budget was interrupted, not "stopped" by the scheduler.
         self.interrupt = None  # an interrupt.InterruptGuard while a search runs
+        self.progress = None  # a progress.SearchProgress fed with the same events, when one is shown
 
     # --- delivery ------------------------------------------------------------------------
     def _submit(self, what: str, op: Callable[[], None]) -> None:
@@ -275,6 +276,8 @@ class SearchTracker:
         if self.has_trial(trial_id):
             self.set_trial_state(trial_id, "running")
             return
+        if self.progress is not None:
+            self.progress.trial_started(trial_id)
         self._trial_state[trial_id] = "running"
         self._trial_config[trial_id] = dict(config)
         self._trial_bracket[trial_id] = tags.get("bracket")
@@ -304,12 +307,16 @@ class SearchTracker:
         tags = [RunTag("budget_reached", f"{budget:g}")]
         if rung is not None:
             tags.append(RunTag("rung", str(rung)))
+            if "rung" not in metrics:
+                batch.append(Metric("rung", float(rung), now, step))  # a column in the UI's runs table
         if "status" in metrics:
             tags.append(RunTag("last_status", str(metrics["status"])))
         if rung:
             tags.append(RunTag("promoted", "true"))
         self._submit(f"result of trial {trial_id} at budget {budget:g}",
                      lambda: self.client.log_batch(self._trial_runs[trial_id], metrics=batch, tags=tags))
+        if self.progress is not None:
+            self.progress.evaluation(trial_id, budget, metrics)
         if self.dashboards is not None:
             from .live import record_from_metrics
 
@@ -327,6 +334,8 @@ class SearchTracker:
     def set_trial_state(self, trial_id: str, state: str) -> None:
         if self._trial_state.get(trial_id) != state:
             self._trial_state[trial_id] = state
+            if self.progress is not None:
+                self.progress.trial_state(trial_id, state)
             self.set_trial_tags(trial_id, {"state": state})
 
     def trial_ended(self, trial_id: str, final_status: str, reason: str | None = None, kind: str | None = None) -> None:
@@ -343,6 +352,8 @@ class SearchTracker:
             tags["failure_kind"] = kind
         self.set_trial_tags(trial_id, tags)
         self._trial_state[trial_id] = final_status
+        if self.progress is not None:
+            self.progress.trial_ended(trial_id, final_status)
         status = {"failed": "FAILED", "interrupted": "KILLED"}.get(final_status, "FINISHED")
         self._submit(f"end of trial {trial_id}",
                      lambda: self.client.set_terminated(self._trial_runs[trial_id], status))

@@ -1,6 +1,6 @@
-"""Issue 3 in a real browser: headless Chromium opens the MLflow UI of a real ``mlflow server``
-and the HTML report of the search it holds, and shows the rank-correlation heatmap and the
-trial runs.
+"""Issues 3 and 15 in a real browser: headless Chromium opens the MLflow UI of a real ``mlflow
+server`` and the HTML report of the search it holds, and shows the rank-correlation heatmap and
+the trial runs, in the UI's model-training view with jointsearch's saved views and charts.
 
 Chromium is driven by its command line alone (``--dump-dom`` after a virtual-time budget, so the
 React app of the MLflow UI has fetched and rendered; ``--screenshot`` in the same call). The
@@ -25,6 +25,8 @@ import mlflow
 import pytest
 
 from jointsearch.search import SearchSettings, run_search
+from jointsearch.search.mlflow_view import (EXPERIMENT_KIND_TAG, TRAINING_KIND, TRIALS_VIEW_ID,
+                                            TRIALS_VIEW_NAME, VIEW_NAME, runs_url)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -45,12 +47,13 @@ def chromium() -> str:
     return path
 
 
-def _render(chromium: str, url: str, screenshot: Path, *, height: int = 1000) -> str:
-    """Load ``url`` in a fresh profile, let it run for 15 s of virtual time (the clock advances
-    only while no request is pending), save a screenshot and return the rendered DOM."""
+def _render(chromium: str, url: str, screenshot: Path, *, height: int = 1000, width: int = 1400,
+            virtual_s: int = 15) -> str:
+    """Load ``url`` in a fresh profile, let it run for ``virtual_s`` of virtual time (the clock
+    advances only while no request is pending), save a screenshot and return the rendered DOM."""
     profile = tempfile.mkdtemp(prefix="jschromium")
-    command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size=1400,{height}",
-               "--virtual-time-budget=15000", f"--screenshot={screenshot}", "--dump-dom", url]
+    command = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+               f"--virtual-time-budget={virtual_s * 1000}", f"--screenshot={screenshot}", "--dump-dom", url]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
@@ -81,11 +84,13 @@ def _keep(screenshots: list[Path]) -> None:
             shutil.copy2(path, folder / path.name)
 
 
-def test_mlflow_ui_and_report_show_the_heatmap_and_the_trials(
+def test_mlflow_ui_training_view_and_report_show_the_trials_and_the_heatmap(
     chromium, ray_runtime, make_mlflow_server, native_env, tmp_path, request
 ):
-    """After a search against a real MLflow server: the UI's runs list shows the search run and
-    every ``trial-...`` child run, the UI's artifact view of the search run displays
+    """After a search against a real MLflow server: the UI opens the experiment in its
+    model-training view, with the trial runs nested under the search run and ``val_error``, the
+    budget, the rung and the main hyperparameters as columns, a saved view of every trial and
+    its charts (parallel coordinates, val_error vs budget); the UI's artifact view of the search run displays
     dashboards/rank_correlation_heatmap.png, and the report written by ``jointsearch report``
     renders the heatmap (inline PNG) and counts every trial and evaluation."""
     server = make_mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts")
@@ -108,14 +113,36 @@ def test_mlflow_ui_and_report_show_the_heatmap_and_the_trials(
                                stderr=subprocess.PIPE, text=True)
     request.addfinalizer(writing.kill)  # a no-op once it has exited
 
-    # The runs list, flat: the UI nests child runs under their parent only when sorted by start
-    # time, so sort by val_error (best trial first, the search run last).
-    order = urllib.parse.quote("metrics.`val_error`")
-    runs_url = f"{server.uri}/#/experiments/{experiment_id}/runs?orderByKey={order}&orderByAsc=true"
-    runs_page = _text(_render(chromium, runs_url, shots / "mlflow-runs.png", height=1400))
-    assert set(re.findall(r"\btrial-[0-9a-f]{8}\b", runs_page)) == trial_names
-    assert parent.info.run_name in runs_page
-    assert "28 matching runs" in runs_page
+    # The runs page as jointsearch links it: the model-training view (workflowType=
+    # machine_learning; a fresh browser would otherwise open the GenAI view) with the saved view
+    # that the search tagged its experiment with (mlflow_view.py). Runs by start time: the
+    # search run, its 27 trials nested under it (collapsed), its row showing the incumbent.
+    experiment = client.get_experiment(experiment_id)
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND
+    children = [r for r in client.search_runs([experiment_id], max_results=200) if r.info.run_id != parent.info.run_id]
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
+    columns = ["val_error", "budget", "rung", "learning_rate", "batch_size", "momentum"]
+    runs_page = _text(_render(chromium, runs_url(server.uri, experiment_id), shots / "mlflow-runs.png",
+                              width=1900, height=900))
+    assert "Model training" in runs_page and VIEW_NAME in runs_page
+    assert all(f" {c} " in runs_page.split("Run Name")[1] for c in columns), runs_page[:2000]
+    assert parent.info.run_name in runs_page and "28 matching runs" in runs_page
+    assert not re.search(r"\btrial-[0-9a-f]{8}\b", runs_page)  # nested under the search run
+    assert f"{summary.best.val_error!r}"[:6] in runs_page  # the search run's row: its incumbent
+
+    # The saved view of the trials alone, best first, and its charts: parallel coordinates of
+    # the hyperparameters against val_error, val_error against budget.
+    trials_url = runs_url(server.uri, experiment_id, view_id=TRIALS_VIEW_ID)
+    trials_page = _text(_render(chromium, trials_url, shots / "mlflow-trials.png", width=1900, height=1200))
+    assert TRIALS_VIEW_NAME in trials_page and "27 matching runs" in trials_page
+    assert set(re.findall(r"\btrial-[0-9a-f]{8}\b", trials_page)) == trial_names
+    assert all(f" {c} " in trials_page.split("Run Name")[1] for c in columns)
+    charts_page = _text(_render(chromium, trials_url + "&compareRunsMode=CHART", shots / "mlflow-charts.png",
+                                width=1900, height=900, virtual_s=60))
+    charts = charts_page.split("jointsearch (2)")[1]
+    assert "Parallel Coordinates" in charts and "budget vs. val_error" in charts, charts_page[-2000:]
+    assert "learning_rate" in charts.split("budget vs. val_error")[0]
+    assert "No chart data available" not in charts
 
     # The search run's artifact view with the heatmap selected: the UI fetched the PNG through
     # the server (--serve-artifacts) and shows it as an image.
@@ -141,5 +168,6 @@ def test_mlflow_ui_and_report_show_the_heatmap_and_the_trials(
     assert f"trial {summary.best.trial_id}" in report_page
 
     screenshots = sorted(shots.glob("*.png"))
-    assert [p.name for p in screenshots] == ["mlflow-heatmap.png", "mlflow-runs.png", "report.png"]
+    assert [p.name for p in screenshots] == ["mlflow-charts.png", "mlflow-heatmap.png", "mlflow-runs.png",
+                                             "mlflow-trials.png", "report.png"]
     _keep(screenshots)
