@@ -37,7 +37,10 @@ def _add_search(sub) -> None:
     p.add_argument("--space", default=d.space, help="registered space name or ConfigSpace JSON file (default: tiny)")
     p.add_argument("--dataset", default=d.dataset, help="digits (bundled), cifar10, synthetic")
     p.add_argument("--data-dir", default=None, help="where cifar10 lies (see `jointsearch data download`)")
-    p.add_argument("--scheduler", default=d.scheduler, choices=SCHEDULERS)
+    # --preset names what the setting holds (a searcher + scheduler pairing, presets.py);
+    # --scheduler, its old name, stays an alias. The settings field is still `scheduler`.
+    p.add_argument("--preset", "--scheduler", dest="scheduler", default=d.scheduler, choices=SCHEDULERS,
+                   help="searcher + scheduler pairing (default: bohb, asynchronous BOHB; see presets.py)")
     p.add_argument("--min-budget", type=float, default=d.min_budget)
     p.add_argument("--max-budget", type=float, default=d.max_budget)
     p.add_argument("--eta", type=float, default=d.eta, help="Hyperband reduction factor (> 1)")

@@ -82,7 +82,7 @@ class SearchSettings:
 
     def validate(self) -> "SearchSettings":
         if self.scheduler not in SCHEDULERS:
-            raise UsageError(f"unknown --scheduler {self.scheduler!r}; choose from {', '.join(SCHEDULERS)}")
+            raise UsageError(f"unknown --preset {self.scheduler!r}; choose from {', '.join(SCHEDULERS)}")
         if self.budget_unit not in BUDGET_UNITS:
             raise UsageError(f"--budget-unit must be one of {', '.join(BUDGET_UNITS)}, got {self.budget_unit!r}")
         if self.builtin_trainer and self.dataset not in DATASETS:
