@@ -35,7 +35,7 @@ from ray.tune.search import Searcher  # noqa: E402
 from jointsearch.spaces import config_dict  # noqa: E402
 from jointsearch.spaces.io import optuna_distribution  # noqa: E402
 
-from .budgets import PROGRESS_KEY, max_units, rung_budgets
+from .budgets import PROGRESS_KEY, rung_budgets
 from .presets import get_preset
 from .settings import SearchSettings
 from .tracking import SearchTracker, config_id
