@@ -29,6 +29,7 @@ freshest model.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from typing import Any, Callable, Sequence
@@ -78,6 +79,7 @@ class AsyncSuccessiveHalving(FIFOScheduler):
         self.promoted: list[set[str]] = [set() for _ in range(n_rungs)]  # trial ids promoted out of rung
         self.at_rung: dict[str, int] = {}  # trial id -> the rung it last reported
         self.added = 0
+        self._sorted_cache: dict[int, list[float]] = {}
         self._trials: list[Trial] = []  # Tune's list of trials (the controller's own, not a copy)
 
     # -- state shared with the searcher -------------------------------------------------------
@@ -97,13 +99,23 @@ class AsyncSuccessiveHalving(FIFOScheduler):
         """Whether a trial is in the top 1/eta (finite values) of ``rung`` and not promoted yet."""
         if rung >= self.n_rungs - 1 or trial_id in self.promoted[rung]:
             return False
-        values = self.rungs[rung]
-        value = values.get(trial_id)
+        value = self.rungs[rung].get(trial_id)
         if value is None or not math.isfinite(value):
             return False
-        k = int(len(values) / self.eta + 1e-9)
-        better = sum(1 for v in values.values() if v < value)
-        return better < k
+        ordered = self._sorted(rung)
+        k = int(len(ordered) / self.eta + 1e-9)
+        return bisect.bisect_left(ordered, value) < k  # fewer than k results are better
+
+    def _sorted(self, rung: int) -> list[float]:
+        """The rung's values in order, cached until the rung changes (asked once per paused trial
+        at every scheduling step: a rescan would cost O(trials^2) per step)."""
+        if rung not in self._sorted_cache:
+            self._sorted_cache[rung] = sorted(self.rungs[rung].values())
+        return self._sorted_cache[rung]
+
+    def _record(self, rung: int, trial_id: str, value: float) -> None:
+        self.rungs[rung][trial_id] = value
+        self._sorted_cache.pop(rung, None)
 
     def _paused_promotable(self) -> list[tuple[int, Trial]]:
         out = []
@@ -129,7 +141,7 @@ class AsyncSuccessiveHalving(FIFOScheduler):
         never promoted themselves (their trials were closed as interrupted)."""
         for trial_id, rung, value in observations:
             if 0 <= rung < self.n_rungs:
-                self.rungs[rung][trial_id] = value
+                self._record(rung, trial_id, value)
                 self.promoted[rung].add(trial_id)
 
     # -- Tune's scheduler interface ----------------------------------------------------------
@@ -145,7 +157,7 @@ class AsyncSuccessiveHalving(FIFOScheduler):
         rung = int(result.get("rung", 0))
         ok = str(result.get("status", "ok")) == "ok"
         value = float(result.get(self._metric, math.inf))
-        self.rungs[rung][trial.trial_id] = value if ok and math.isfinite(value) else math.inf
+        self._record(rung, trial.trial_id, value if ok and math.isfinite(value) else math.inf)
         self.at_rung[trial.trial_id] = rung
         if not ok or rung >= self.n_rungs - 1:
             return TrialScheduler.CONTINUE  # the trainable ends by itself

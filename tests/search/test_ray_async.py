@@ -47,16 +47,18 @@ class TestPromotionRule:
     def test_top_third_of_a_rung_is_promotable_once(self):
         s = make_scheduler()
         for i, v in enumerate([0.5, 0.1, 0.9, 0.3, 0.7, 0.2]):
-            s.rungs[0][f"t{i}"] = v
+            s._record(0, f"t{i}", v)
         assert [t for t in s.rungs[0] if s.promotable(t, 0)] == ["t1", "t5"]  # 6 / 3 = 2
         s.promoted[0].add("t1")
         assert not s.promotable("t1", 0)
 
     def test_failures_and_the_last_rung_are_never_promotable(self):
         s = make_scheduler()
-        s.rungs[0].update({"a": math.inf, "b": math.inf, "c": math.inf})
+        for t in "abc":
+            s._record(0, t, math.inf)
         assert not any(s.promotable(t, 0) for t in "abc")
-        s.rungs[2].update({"x": 0.1, "y": 0.2, "z": 0.3})
+        for t, v in {"x": 0.1, "y": 0.2, "z": 0.3}.items():
+            s._record(2, t, v)
         assert not s.promotable("x", 2)
 
     def test_a_trial_that_is_promotable_when_it_reports_continues_others_pause(self):
@@ -81,7 +83,8 @@ class TestChoosingTheNextTrial:
         c = _Controller([*paused, pending])
         for t, v in zip(paused, [0.3, 0.2, 0.4]):
             s.on_trial_add(c, t)
-            s.rungs[0][t.trial_id], s.at_rung[t.trial_id] = v, 0
+            s._record(0, t.trial_id, v)
+            s.at_rung[t.trial_id] = 0
         assert not s.wants_new_trial()  # p1 waits for promotion: no new configuration now
         assert s.choose_trial_to_run(c) is paused[1]
         assert "p1" in s.promoted[0]
@@ -93,9 +96,11 @@ class TestChoosingTheNextTrial:
         trials = [_Trial(f"t{i}", Trial.PAUSED) for i in range(6)]
         c = _Controller(trials)
         for i, t in enumerate(trials[:3]):
-            s.rungs[0][t.trial_id], s.at_rung[t.trial_id] = 0.1 * (i + 1), 0
+            s._record(0, t.trial_id, 0.1 * (i + 1))
+            s.at_rung[t.trial_id] = 0
         for i, t in enumerate(trials[3:]):
-            s.rungs[1][t.trial_id], s.at_rung[t.trial_id] = 0.1 * (i + 1), 1
+            s._record(1, t.trial_id, 0.1 * (i + 1))
+            s.at_rung[t.trial_id] = 1
         assert s.choose_trial_to_run(c) is trials[3]
 
     def test_no_promotion_or_new_trial_beyond_the_slots(self):
@@ -103,7 +108,8 @@ class TestChoosingTheNextTrial:
         running, paused = _Trial("r"), [_Trial(f"p{i}", Trial.PAUSED) for i in range(3)]
         c = _Controller([running, *paused])
         for t, v in zip(paused, [0.3, 0.2, 0.4]):
-            s.rungs[0][t.trial_id], s.at_rung[t.trial_id] = v, 0
+            s._record(0, t.trial_id, v)
+            s.at_rung[t.trial_id] = 0
         assert s.choose_trial_to_run(c) is None and not s.wants_new_trial()
 
     def test_when_nothing_more_can_happen_paused_trials_are_stopped(self):
@@ -112,7 +118,8 @@ class TestChoosingTheNextTrial:
         c = _Controller(paused)
         for t, v in zip(paused, [0.3, 0.2, 0.4]):
             s.on_trial_add(c, t)
-            s.rungs[0][t.trial_id], s.at_rung[t.trial_id] = v, 0
+            s._record(0, t.trial_id, v)
+            s.at_rung[t.trial_id] = 0
         s.promoted[0].add("p1")  # the one promotable trial went on and finished
         paused[1].status = Trial.TERMINATED
         assert s.choose_trial_to_run(c) is None
@@ -123,17 +130,19 @@ class TestChoosingTheNextTrial:
         paused = [_Trial("p0", Trial.PAUSED)]
         c = _Controller(paused)
         s.on_trial_add(c, paused[0])
-        s.rungs[0]["p0"], s.at_rung["p0"] = 0.3, 0
+        s._record(0, "p0", 0.3)
+        s.at_rung["p0"] = 0
         assert s.choose_trial_to_run(c) is None and c.stopped == []
         assert s.wants_new_trial()
 
     def test_warm_started_results_count_but_are_never_promoted(self):
         s = make_scheduler()
         s.warm_start([("old-a", 0, 0.1), ("old-b", 0, 0.2), ("old-c", 0, math.inf)])
-        s.rungs[0]["new"] = 0.15
+        s._record(0, "new", 0.15)
         assert not s.promotable("old-a", 0)
         assert not s.promotable("new", 0)  # 4 results: top 1, held by old-a
-        s.rungs[0].update({"n2": 0.5, "n3": 0.6})
+        s._record(0, "n2", 0.5)
+        s._record(0, "n3", 0.6)
         assert s.promotable("new", 0)  # 6 results: top 2
 
 
