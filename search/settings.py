@@ -35,7 +35,7 @@ class SearchSettings:
     max_budget: float = 9.0  # in budget_unit
     eta: float = 3.0  # Hyperband's reduction factor
     budget_unit: str = "epochs"  # "epochs" or "seconds" (of training, evaluation excluded)
-    num_samples: int = 20  # configurations to evaluate (Ray Tune trials)
+    num_samples: int = 60  # configurations to evaluate (Ray Tune trials); 60: BOHB's model acts in the demo
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0  # fractions let small configurations share a GPU
     max_concurrent: int = 0  # 0: as many as the resources allow
