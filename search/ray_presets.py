@@ -47,7 +47,7 @@ def warm_start_bohb(searcher: KDESearcher, scheduler: AsyncSuccessiveHalving, sp
                     settings) -> int:
     """Every evaluation goes to the model at its budget, failures as bad points (+inf), and to
     the scheduler's rungs, so that new configurations are promoted against the old ones too."""
-    rungs = _rungs(settings)
+    rungs = list(searcher.rung_budgets)
     index = {round(b, 9): k for k, b in enumerate(rungs)}
     taken = 0
     for r in observations:
@@ -61,7 +61,7 @@ def warm_start_bohb(searcher: KDESearcher, scheduler: AsyncSuccessiveHalving, sp
             continue
         taken += 1
         rung = index.get(round(budget, 9))
-        if rung is not None:
+        if rung is not None and scheduler is not None:
             scheduler.warm_start([(f"resumed-{r.trial_id}", rung, r.val_error if ok else math.inf)])
     return taken
 

@@ -103,3 +103,14 @@ def test_preset_flag_and_its_old_name(flag, capsys):
     assert main(["search", flag, "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "invalid choice: 'nope'" in err[0]
+
+
+def test_the_old_warm_start_call_still_works_for_the_default_preset(ray_runtime, make_settings):
+    """`ray_tune.warm_start(searcher, preset, space, observations, min_budget)` (no scheduler, no
+    settings) is what other callers use: the model still learns every record."""
+    from jointsearch.search.ray_tune import warm_start
+    from jointsearch.spaces import get
+
+    searcher, _ = PRESETS["bohb"].build(make_settings(), get("tiny"))
+    assert warm_start(searcher, PRESETS["bohb"], get("tiny"), _records(), 1.0) == 5
+    assert searcher.proposer.observations_at(1.0) == 4 and searcher.proposer.observations_at(3.0) == 1
