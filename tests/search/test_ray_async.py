@@ -170,3 +170,26 @@ class TestSearcher:
 def test_bracket_tags_name_the_one_asynchronous_bracket(n_rungs):
     s = make_scheduler(n_rungs=n_rungs)
     assert s.bracket_tags(_Trial("t")) == {"bracket": str(n_rungs - 1), "band": "0"}
+
+
+@pytest.mark.slow
+def test_the_model_proposes_once_it_has_enough_results(ray_runtime, make_settings, tmp_path):
+    """A 2-dimensional space needs 2 x (2 + 1) = 6 results at one budget for a model: in a search
+    of 16 configurations, later ones come from the model, and every trial says which."""
+    import ConfigSpace as CS
+
+    from jointsearch.search import read_search, run_search
+    from jointsearch.spaces import to_json
+
+    space = CS.ConfigurationSpace(name="two")
+    space.add([CS.UniformFloatHyperparameter("learning_rate", 1e-3, 1.0, log=True),
+               CS.UniformFloatHyperparameter("momentum", 0.0, 0.99)])
+    path = tmp_path / "two.json"
+    path.write_text(to_json(space))
+    settings = make_settings(space=str(path), num_samples=16, seed=4)
+    summary = run_search(settings)
+    results = read_search(settings.mlflow_uri, settings.experiment, summary.search_run_id)
+    kinds = [tags["proposal"] for tags in results.trial_tags.values()]
+    assert len(kinds) == 16 and set(kinds) <= {"model", "random"}
+    assert kinds.count("model") >= 2, kinds
+    assert all(tags["bracket"] == "2" and tags["band"] == "0" for tags in results.trial_tags.values())
