@@ -497,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from jointsearch.search.settings import SCHEDULERS
 
-    wanted_presets = ["bohb", "hyperband", "asha", "tpe", "random", "hpbandster"]
+    wanted_presets = ["bohb", "bohb-sync", "hyperband", "asha", "tpe", "random", "hpbandster"]
     presets = [p for p in SCHEDULERS]
     skipped = [p for p in wanted_presets if p not in SCHEDULERS]
     peers = ["hpbandster", "optuna", "random"]

@@ -281,6 +281,7 @@ class TrackingResultLogger:
             tags = {"bracket": str(bracket_of(iteration, n_rungs)), "band": str(iteration // n_rungs)}
             if isinstance(config_info, dict) and "model_based_pick" in config_info:
                 tags["model_based_pick"] = str(config_info["model_based_pick"]).lower()
+                tags["proposal"] = "model" if config_info["model_based_pick"] else "random"  # as the Ray presets
             self._safely(self.tracker.trial_started, trial_id, dict(config), tags)
             self.open[trial_id] = iteration
             self._close_finished_brackets()

@@ -39,7 +39,7 @@ from ray.tune.stopper import Stopper  # noqa: E402
 from jointsearch.spaces import config_dict  # noqa: E402
 from jointsearch.spaces.io import optuna_distribution  # noqa: E402
 
-from .budgets import PROGRESS_KEY, max_units, rung_budgets
+from .budgets import PROGRESS_KEY, rung_budgets
 from .eval_timeout import call_with_timeout, timeout_for
 from .ray_checkpoints import CheckpointPruner
 from .presets import get_preset
@@ -195,32 +195,18 @@ class ConfigSpaceRandomSearcher(Searcher):
         self.live.discard(trial_id)
 
 
-def warm_start(searcher, preset, space, observations, min_budget: float) -> int:
-    """Teach a fresh searcher what an interrupted search had already learned; returns how many
-    observations it took. BOHB gets every evaluation at its budget (in the scheduler's units, as
-    TuneBOHB reports them), TPE every configuration's error at the highest budget it reached,
-    and random search only needs to avoid proposing the same configurations again."""
-    ok = [r for r in observations if r.status == "ok" and math.isfinite(r.val_error)]
-    if preset.searcher == "bohb":
-        from ray.tune.search.bohb.bohb_search import _BOHBJobWrapper
+def warm_start(searcher, preset, space, observations, min_budget: float, *, scheduler=None, settings=None) -> int:
+    """Teach a fresh searcher (and scheduler) what an interrupted or earlier search had learned;
+    returns how many observations it took. What each preset learns is its own (presets.py,
+    ray_presets.py): asynchronous BOHB's KDEs every evaluation at its budget (failures as bad
+    points), TuneBOHB every evaluation at its budget in the scheduler's units, TPE every
+    configuration's error at the highest budget it reached, random search the configurations to
+    avoid. ``settings`` defaults to what the budgets need (``min_budget``)."""
+    if settings is None:
+        import types
 
-        for r in sorted(ok, key=lambda r: r.budget):
-            searcher.bohber.new_result(_BOHBJobWrapper(r.val_error, r.budget / min_budget, dict(r.config)))
-        return len(ok)
-    if preset.searcher == "tpe":
-        import optuna
-
-        last: dict[str, Any] = {}
-        for r in ok:
-            if r.trial_id not in last or r.budget >= last[r.trial_id].budget:
-                last[r.trial_id] = r
-        for r in last.values():
-            params = {k: v for k, v in r.config.items() if not _is_constant(space, k)}
-            searcher._ot_study.add_trial(optuna.trial.create_trial(
-                params=params, distributions=optuna_distributions(space, params), value=r.val_error))
-        return len(last)
-    searcher.seen.update(config_id(r.config) for r in observations)
-    return len(ok)
+        settings = types.SimpleNamespace(min_budget=min_budget)
+    return preset.warm_start(searcher, scheduler, space, observations, settings)
 
 
 def _is_constant(space, name: str) -> bool:
@@ -235,35 +221,8 @@ def optuna_distributions(space, params: dict) -> dict:
 
 
 def _searcher_and_scheduler(settings: SearchSettings, space):
-    """Build the preset's pair; which pairs exist is decided in presets.py, not here."""
-    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, HyperBandForBOHB, HyperBandScheduler
-
-    preset = get_preset(settings.scheduler)
-    max_t = max_units(settings.min_budget, settings.max_budget)
-    common = dict(metric="val_error", mode="min")
-    if preset.searcher == "bohb":
-        from ray.tune.search.bohb import TuneBOHB
-
-        searcher = TuneBOHB(space=space, seed=settings.seed, max_concurrent=settings.max_concurrent, **common)
-    elif preset.searcher == "tpe":
-        import optuna
-        from ray.tune.search.optuna import OptunaSearch
-
-        sampler = optuna.samplers.TPESampler(seed=settings.seed)
-        searcher = OptunaSearch(space=OptunaDefineByRun(space), sampler=sampler, **common)
-    else:
-        searcher = ConfigSpaceRandomSearcher(space, settings.seed, settings.max_concurrent)
-
-    if preset.scheduler == "hyperband_bohb":
-        scheduler = HyperBandForBOHB(time_attr=PROGRESS_KEY, max_t=max_t, reduction_factor=settings.eta, **common)
-    elif preset.scheduler == "hyperband":
-        scheduler = HyperBandScheduler(time_attr=PROGRESS_KEY, max_t=max_t, reduction_factor=settings.eta, **common)
-    elif preset.scheduler == "asha":
-        scheduler = AsyncHyperBandScheduler(time_attr=PROGRESS_KEY, max_t=max_t, grace_period=1,
-                                            reduction_factor=settings.eta, brackets=1, **common)
-    else:
-        scheduler = FIFOScheduler()
-    return searcher, scheduler
+    """Build the preset's pair; each preset builds its own (presets.py, ray_presets.py)."""
+    return get_preset(settings.scheduler).build(settings, space)
 
 
 def _not_trainer_keys() -> frozenset[str]:
@@ -276,6 +235,8 @@ def _not_trainer_keys() -> frozenset[str]:
 
 def _bracket_tags(scheduler, trial) -> dict[str, str]:
     """Which Hyperband bracket (s = number of halvings ahead) and band a trial was placed in."""
+    if hasattr(scheduler, "bracket_tags"):  # an asynchronous scheduler says what its bracket is
+        return scheduler.bracket_tags(trial)
     info = getattr(scheduler, "_trial_info", {}).get(trial)
     if not info:
         return {}
@@ -285,8 +246,10 @@ def _bracket_tags(scheduler, trial) -> dict[str, str]:
     return {"bracket": str(s), "band": str(band_idx)}
 
 
-def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
+def _make_callback(tracker: SearchTracker, scheduler, max_budget: float, searcher=None):
     from ray.tune import Callback
+
+    from .ray_presets import proposal_of
 
     not_trainer_keys = _not_trainer_keys()
 
@@ -303,7 +266,10 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float):
 
         def on_trial_start(self, iteration, trials, trial, **info):
             if not tracker.has_trial(trial.trial_id):
-                tracker.trial_started(trial.trial_id, config_dict(trial.config), _bracket_tags(scheduler, trial))
+                tags = _bracket_tags(scheduler, trial)
+                if searcher is not None:  # "model" or "random": did the searcher's model choose it?
+                    tags["proposal"] = proposal_of(searcher, trial.trial_id)
+                tracker.trial_started(trial.trial_id, config_dict(trial.config), tags)
             else:
                 tracker.set_trial_state(trial.trial_id, "running")
 
@@ -371,11 +337,28 @@ def _error_line(trial) -> str:
 
 
 def _concurrency_limit(settings: SearchSettings) -> int | None:
-    """Tune's limiter wraps the searcher; BOHB's scheduler must reach TuneBOHB itself (it calls
-    ``searcher.on_pause``), so BOHB and our random searcher limit concurrency on their own."""
-    if settings.max_concurrent and get_preset(settings.scheduler).searcher == "tpe":
-        return settings.max_concurrent
-    return None
+    """Tune's limiter wraps the searcher; BOHB's schedulers must reach the searcher itself, so
+    most presets limit concurrency on their own (``Preset.concurrency_limit``)."""
+    return get_preset(settings.scheduler).concurrency_limit(settings)
+
+
+# The user's own TUNE_MAX_PENDING_TRIALS_PG, if any, wins over ours (read once, at import).
+_USER_PENDING_LIMIT = os.environ.get("TUNE_MAX_PENDING_TRIALS_PG")
+
+
+def _pending_trials_limit(settings: SearchSettings) -> int | None:
+    """How many trials Tune may keep waiting for resources (TUNE_MAX_PENDING_TRIALS_PG).
+
+    Tune starts a trial only once it is pending, and its local default of one pending trial fills
+    one slot per scheduling step: with 8 GPUs most stayed idle (issue 11). On a local runtime the
+    limit is the number of trial slots the resources give (None: leave Tune's choice, as on a
+    cluster, where nodes may still join).
+    """
+    if settings.ray_address:
+        return None
+    from .ray_async import trial_slots
+
+    return trial_slots(settings.cpus_per_trial, settings.gpus_per_trial, settings.max_concurrent)
 
 
 class _InterruptStopper(Stopper):
@@ -394,10 +377,6 @@ class _InterruptStopper(Stopper):
 def init_ray(address: str | None) -> None:
     import ray
 
-    if not address:
-        # On a laptop, one trial waiting for resources at a time keeps Tune's bookkeeping small;
-        # on a cluster, Tune's default lets it place trials on many nodes at once.
-        os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING,
@@ -426,9 +405,13 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
     rungs = tuple(rung_budgets(settings.min_budget, settings.max_budget, settings.eta))
     timeouts = tuple(timeout_for(b, settings.budget_unit, getattr(settings, "eval_timeout", None)) for b in rungs)
     plan = TrialPlan(settings.trainer, settings.trainer_context(), rungs, settings.min_budget, timeouts)
+    pending = _pending_trials_limit(settings)
+    if pending is not None and _USER_PENDING_LIMIT is None:
+        os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(pending)  # Tune reads it when the search starts
     searcher, scheduler = _searcher_and_scheduler(settings, space)
     if observations:
-        taken = warm_start(searcher, get_preset(settings.scheduler), space, observations, settings.min_budget)
+        taken = warm_start(searcher, get_preset(settings.scheduler), space, observations, settings.min_budget,
+                           scheduler=scheduler, settings=settings)
         tracker.log_search_metrics({"warm_start_observations": taken})
         log.warning("resumed: the %s searcher starts from %d earlier observations", settings.scheduler, taken)
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
@@ -442,7 +425,7 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
         run_config=tune.RunConfig(
             name=run_name, storage_path=storage, verbose=0,
             # JSON results only (Tune reads them back); CSV and TensorBoard loggers are off.
-            callbacks=[JsonLoggerCallback(), _make_callback(tracker, scheduler, settings.max_budget),
+            callbacks=[JsonLoggerCallback(), _make_callback(tracker, scheduler, settings.max_budget, searcher),
                        CheckpointPruner(getattr(settings, "keep_checkpoints", "promotable"),
                                         tracker.log_search_metrics)],
             # Tune keeps every checkpoint: forcing deletion makes it snapshot its whole state after

@@ -28,7 +28,8 @@ def default_mlflow_uri() -> str:
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,
-            choices: tuple[str, ...] | None = None, metavar: str | None = None, cli: bool = True) -> Any:
+            choices: tuple[str, ...] | None = None, metavar: str | None = None, cli: bool = True,
+            flags: tuple[str, ...] | None = None) -> Any:
     """A field of :class:`SearchSettings` with what its command-line flag needs: the one place a
     setting is declared. ``cli.py`` turns each such field into ``--field-name`` (type from the
     annotation, default from here); ``cli=False`` keeps a field off the command line (it has a
@@ -41,13 +42,17 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *, default_facto
 class SearchSettings:
     space: str = setting("tiny", "registered space name or ConfigSpace JSON file")
     dataset: str = setting("digits", "digits (bundled), cifar10, synthetic (built-in trainer)")
-    scheduler: str = setting("bohb", "the searcher + scheduler pairing (search/presets.py)", choices=SCHEDULERS)
+    # --preset names what the setting holds (a searcher + scheduler pairing, presets.py); --scheduler,
+    # its old name, stays an alias. The field keeps its old name: settings.json of older searches.
+    scheduler: str = setting("bohb", "searcher + scheduler pairing (bohb: asynchronous BOHB; see presets.py)",
+                             choices=SCHEDULERS, flags=("--preset", "--scheduler"))
     min_budget: float = setting(1.0, "smallest budget, in --budget-unit")
     max_budget: float = setting(9.0, "largest budget, in --budget-unit")
     eta: float = setting(3.0, "Hyperband's reduction factor (> 1)")
     budget_unit: str = setting("epochs", "what a budget counts: epochs, or seconds of training (evaluation "
                                          "excluded)", choices=BUDGET_UNITS)
-    num_samples: int = setting(20, "configurations to evaluate (Ray Tune trials)")
+    num_samples: int = setting(60, "configurations to evaluate (Ray Tune trials); 60 lets BOHB's model act in the "
+                                   "demo")
     cpus_per_trial: float = setting(1.0, "CPUs per trial")
     gpus_per_trial: float = setting(0.0, "GPUs per trial; fractions let small configurations share a GPU")
     max_concurrent: int = setting(0, "trials at once; 0: as many as the resources allow")
@@ -116,7 +121,7 @@ class SearchSettings:
 
         check_settings(self)  # finite, bounded values first (validation.SETTING_RULES)
         if self.scheduler not in SCHEDULERS:
-            raise UsageError(f"unknown --scheduler {self.scheduler!r}; choose from {', '.join(SCHEDULERS)}")
+            raise UsageError(f"unknown --preset {self.scheduler!r}; choose from {', '.join(SCHEDULERS)}")
         if self.budget_unit not in BUDGET_UNITS:
             raise UsageError(f"--budget-unit must be one of {', '.join(BUDGET_UNITS)}, got {self.budget_unit!r}")
         if self.builtin_trainer and self.dataset not in DATASETS:

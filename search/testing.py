@@ -46,12 +46,14 @@ def fake_trainer(config: dict, budget: float, *, checkpoint_dir: str | None = No
     trained_before = 0.0
     if checkpoint_dir and (Path(checkpoint_dir) / STATE_FILE).is_file():
         trained_before = json.loads((Path(checkpoint_dir) / STATE_FILE).read_text())["budget"]
+    started_at = time.time()
     if sleep_s:
         time.sleep(sleep_s)
     if save_dir:
         (Path(save_dir) / STATE_FILE).write_text(json.dumps({"budget": budget}))
+    # started_at / ended_at (unix seconds) let tests see which evaluations ran at the same time.
     return {"val_error": synthetic_error(config, budget), "trained_budget": budget - trained_before,
-            "resumed_from": trained_before, "pid": os.getpid()}
+            "resumed_from": trained_before, "pid": os.getpid(), "started_at": started_at, "ended_at": time.time()}
 
 
 def noop_trainer(config: dict, budget: float) -> float:

@@ -1,0 +1,248 @@
+"""Asynchronous BOHB on Ray Tune: the KDE proposer (kde.py) + asynchronous successive-halving promotion.
+
+Why not Ray's HyperBandForBOHB: it is synchronous, a rung waits for its slowest configuration
+before anyone is promoted, and in a joint architecture space the slowest is ~8x the fastest, so
+most slots idle (issue 11). Here, as in ASHA's promotion variant (Li et al. 2020) with BOHB's
+model (Klein et al. 2020's asynchronous BOHB; Syne Tune's ``BOHB`` baseline):
+
+- every new configuration starts at the smallest rung; when it reports there (or at any rung but
+  the last) the scheduler PAUSEs it, which checkpoints it and frees its slot;
+- a free slot goes first to a paused configuration in the top 1/eta of its rung that has not been
+  promoted yet (highest rung first); only when there is none does the searcher propose a new
+  configuration. No slot ever waits for a rung to fill. A configuration that is promotable the
+  moment it reports simply continues (no pause and restore);
+- a promoted configuration continues from its checkpoint, as with every other preset;
+- when no more configurations will come and nothing runs, paused configurations that can never
+  be promoted are stopped, so the search ends (their MLflow runs are closed as ``stopped``).
+
+The searcher learns from every rung result as it arrives (not only at the end of a trial); a
+result whose status is not "ok" (failed, diverged, infeasible) and a trial that raised are bad
+points for the model (loss +inf), as in hpbandster.
+
+Slots: Ray starts as many trials as the resources allow only if Tune has that many trials
+pending, and a trial that Tune already queued would take a freed slot before a promotion could.
+So :meth:`AsyncSuccessiveHalving.wants_new_trial` gates the searcher: a new configuration is
+proposed only while (running + pending) < the trial slots Ray sees and no paused configuration
+waits for promotion. This also means configurations are proposed when a slot is free, from the
+freshest model.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from typing import Any, Callable, Sequence
+
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from .kde import KDEProposer
+
+__all__ = ["AsyncSuccessiveHalving", "KDESearcher", "trial_slots"]
+
+
+def trial_slots(cpus_per_trial: float, gpus_per_trial: float, max_concurrent: int = 0) -> int:
+    """How many trials the Ray runtime can run at once with these per-trial resources (at least 1).
+
+    Read from the cluster's total logical resources each time, so nodes that join later count.
+    """
+    import ray
+
+    total = ray.cluster_resources()
+    slots = []
+    if cpus_per_trial > 0:
+        slots.append(int(total.get("CPU", 0) // cpus_per_trial + 1e-9))
+    if gpus_per_trial > 0:
+        slots.append(int(total.get("GPU", 0) // gpus_per_trial + 1e-9))
+    n = max(1, min(slots) if slots else 1)
+    return min(n, max_concurrent) if max_concurrent else n
+
+
+class AsyncSuccessiveHalving(FIFOScheduler):
+    """Asynchronous successive halving by promotion; see the module docstring for the rules.
+
+    Rungs are indices into the trainable's rung budgets (its results carry ``rung``); the metric
+    is minimised. ``num_samples`` is how many trials the search will add in all: once they are
+    all added and nothing runs, paused trials that cannot be promoted are stopped.
+    """
+
+    def __init__(self, *, n_rungs: int, eta: float, num_samples: int, slots: Callable[[], int],
+                 metric: str = "val_error"):
+        super().__init__()
+        self._metric, self._mode = metric, "min"
+        self.n_rungs, self.eta, self.num_samples = n_rungs, eta, num_samples
+        self._slots = slots
+        self._slots_cache: tuple[float, int] = (0.0, 1)
+        self.rungs: list[dict[str, float]] = [{} for _ in range(n_rungs)]  # trial id -> value at rung
+        self.promoted: list[set[str]] = [set() for _ in range(n_rungs)]  # trial ids promoted out of rung
+        self.at_rung: dict[str, int] = {}  # trial id -> the rung it last reported
+        self.added = 0
+        self._sorted_cache: dict[int, list[float]] = {}
+        self._trials: list[Trial] = []  # Tune's list of trials (the controller's own, not a copy)
+
+    # -- state shared with the searcher -------------------------------------------------------
+
+    def __getstate__(self):  # Tune may pickle the scheduler; the controller's trials stay behind
+        state = dict(self.__dict__)
+        state["_trials"] = []
+        return state
+
+    def slots(self) -> int:
+        now = time.monotonic()
+        if now - self._slots_cache[0] > 2.0:
+            self._slots_cache = (now, self._slots())
+        return self._slots_cache[1]
+
+    def promotable(self, trial_id: str, rung: int) -> bool:
+        """Whether a trial is in the top 1/eta (finite values) of ``rung`` and not promoted yet."""
+        if rung >= self.n_rungs - 1 or trial_id in self.promoted[rung]:
+            return False
+        value = self.rungs[rung].get(trial_id)
+        if value is None or not math.isfinite(value):
+            return False
+        ordered = self._sorted(rung)
+        k = int(len(ordered) / self.eta + 1e-9)
+        return bisect.bisect_left(ordered, value) < k  # fewer than k results are better
+
+    def _sorted(self, rung: int) -> list[float]:
+        """The rung's values in order, cached until the rung changes (asked once per paused trial
+        at every scheduling step: a rescan would cost O(trials^2) per step)."""
+        if rung not in self._sorted_cache:
+            self._sorted_cache[rung] = sorted(self.rungs[rung].values())
+        return self._sorted_cache[rung]
+
+    def _record(self, rung: int, trial_id: str, value: float) -> None:
+        self.rungs[rung][trial_id] = value
+        self._sorted_cache.pop(rung, None)
+
+    def _paused_promotable(self) -> list[tuple[int, Trial]]:
+        out = []
+        for trial in self._trials:
+            if trial.status == Trial.PAUSED:
+                rung = self.at_rung.get(trial.trial_id)
+                if rung is not None and self.promotable(trial.trial_id, rung):
+                    out.append((rung, trial))
+        out.sort(key=lambda rt: (-rt[0], self.rungs[rt[0]][rt[1].trial_id]))
+        return out
+
+    def _busy(self) -> int:
+        return sum(1 for t in self._trials if t.status in (Trial.RUNNING, Trial.PENDING))
+
+    def wants_new_trial(self) -> bool:
+        """The searcher's gate: a free slot that no promotion is waiting for."""
+        if not self._trials:
+            return True
+        return self._busy() < self.slots() and not self._paused_promotable()
+
+    def warm_start(self, observations: Sequence[tuple[str, int, float]]) -> None:
+        """Rung results of an interrupted search: they count in every rung's top 1/eta, and are
+        never promoted themselves (their trials were closed as interrupted)."""
+        for trial_id, rung, value in observations:
+            if 0 <= rung < self.n_rungs:
+                self._record(rung, trial_id, value)
+                self.promoted[rung].add(trial_id)
+
+    # -- Tune's scheduler interface ----------------------------------------------------------
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True
+
+    def on_trial_add(self, tune_controller, trial: Trial) -> None:
+        self._trials = tune_controller.get_trials()
+        self.added += 1
+
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        rung = int(result.get("rung", 0))
+        ok = str(result.get("status", "ok")) == "ok"
+        value = float(result.get(self._metric, math.inf))
+        self._record(rung, trial.trial_id, value if ok and math.isfinite(value) else math.inf)
+        self.at_rung[trial.trial_id] = rung
+        if not ok or rung >= self.n_rungs - 1:
+            return TrialScheduler.CONTINUE  # the trainable ends by itself
+        if self.promotable(trial.trial_id, rung) and not any(r > rung for r, _ in self._paused_promotable()):
+            self.promoted[rung].add(trial.trial_id)
+            return TrialScheduler.CONTINUE
+        return TrialScheduler.PAUSE
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        self._trials = tune_controller.get_trials()
+        running = sum(1 for t in self._trials if t.status == Trial.RUNNING)
+        pending = [t for t in self._trials if t.status == Trial.PENDING]
+        if running + len(pending) < self.slots():
+            promotable = self._paused_promotable()
+            if promotable:
+                rung, trial = promotable[0]
+                self.promoted[rung].add(trial.trial_id)
+                return trial
+        if pending:
+            return pending[0]
+        if running == 0 and self.added >= self.num_samples:
+            # Nothing runs and nothing new will come: the rungs cannot change any more, so a
+            # paused trial that is not promotable now never will be.
+            for trial in [t for t in self._trials if t.status == Trial.PAUSED]:
+                tune_controller.stop_trial(trial)
+        return None
+
+    def bracket_tags(self, trial: Trial) -> dict[str, str]:
+        """MLflow's ``bracket``/``band`` for an asynchronous preset: there is one bracket, and every
+        configuration enters it at the smallest budget, like Hyperband's most aggressive bracket
+        (s = number of halvings ahead = rungs - 1); ``band`` 0 (there is no next Hyperband
+        iteration). How far a configuration got is its ``rung`` tag."""
+        return {"bracket": str(self.n_rungs - 1), "band": "0"}
+
+    def debug_string(self) -> str:
+        return "AsyncSuccessiveHalving: " + ", ".join(f"rung {k}: {len(v)}" for k, v in enumerate(self.rungs))
+
+
+class KDESearcher(Searcher):
+    """Ray Tune searcher around :class:`~jointsearch.search.kde.KDEProposer`.
+
+    ``gate`` (the scheduler's ``wants_new_trial``) says whether a new configuration should start
+    now; ``rung_budgets`` maps a result's rung to the budget the model files it under. Every
+    proposal's origin is kept in ``proposals`` (trial id -> "model" | "random") for MLflow.
+    """
+
+    def __init__(self, space, *, rung_budgets: Sequence[float], seed: int | None = None,
+                 gate: Callable[[], bool] | None = None, **kde: Any):
+        super().__init__(metric="val_error", mode="min")
+        self.proposer = KDEProposer(space, seed=seed, **kde)
+        self.rung_budgets = tuple(float(b) for b in rung_budgets)
+        self.gate = gate
+        self.configs: dict[str, dict] = {}
+        self.proposals: dict[str, str] = {}
+        self.reached: dict[str, int] = {}  # trial id -> last rung reported
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def suggest(self, trial_id: str):
+        if self.gate is not None and not self.gate():
+            return None
+        proposal = self.proposer.propose()
+        self.configs[trial_id] = proposal.config
+        self.proposals[trial_id] = proposal.kind
+        return dict(proposal.config)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        config = self.configs.get(trial_id)
+        if config is None or "rung" not in result:
+            return
+        rung = int(result["rung"])
+        self.reached[trial_id] = rung
+        ok = str(result.get("status", "ok")) == "ok"
+        self.proposer.observe(config, float(result.get("budget", self.rung_budgets[rung])),
+                              float(result["val_error"]) if ok else math.inf)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        config = self.configs.get(trial_id)
+        if error and config is not None:  # it raised on its way to the next rung: a bad point there
+            rung = min(self.reached.get(trial_id, -1) + 1, len(self.rung_budgets) - 1)
+            self.proposer.observe(config, self.rung_budgets[rung], math.inf)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: a resumed search warm-starts from MLflow (see api.run_search)."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass

@@ -1,0 +1,195 @@
+"""Asynchronous BOHB's parts (search/ray_async.py), decision by decision.
+
+The scheduler's rules are checked on plain trials and a stand-in for the two methods of Tune's
+controller it calls (``get_trials``, ``stop_trial``), so each rule is one short test; the preset
+contract (test_presets.py), resume (test_resume.py) and the overlap test (test_slots.py) run
+the same scheduler in real searches.
+"""
+
+import math
+
+import pytest
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import TrialScheduler
+
+from jointsearch.search.ray_async import AsyncSuccessiveHalving, KDESearcher
+from jointsearch.spaces import get
+
+
+class _Trial:
+    def __init__(self, trial_id, status=Trial.RUNNING):
+        self.trial_id, self.status = trial_id, status
+
+
+class _Controller:
+    """The part of Tune's controller the scheduler uses."""
+
+    def __init__(self, trials):
+        self.trials, self.stopped = trials, []
+
+    def get_trials(self):
+        return self.trials
+
+    def stop_trial(self, trial):
+        trial.status = Trial.TERMINATED
+        self.stopped.append(trial.trial_id)
+
+
+def make_scheduler(slots=2, num_samples=9, n_rungs=3):
+    return AsyncSuccessiveHalving(n_rungs=n_rungs, eta=3, num_samples=num_samples, slots=lambda: slots)
+
+
+def report(scheduler, controller, trial, rung, value, status="ok"):
+    return scheduler.on_trial_result(controller, trial, {"rung": rung, "val_error": value, "status": status})
+
+
+class TestPromotionRule:
+    def test_top_third_of_a_rung_is_promotable_once(self):
+        s = make_scheduler()
+        for i, v in enumerate([0.5, 0.1, 0.9, 0.3, 0.7, 0.2]):
+            s._record(0, f"t{i}", v)
+        assert [t for t in s.rungs[0] if s.promotable(t, 0)] == ["t1", "t5"]  # 6 / 3 = 2
+        s.promoted[0].add("t1")
+        assert not s.promotable("t1", 0)
+
+    def test_failures_and_the_last_rung_are_never_promotable(self):
+        s = make_scheduler()
+        for t in "abc":
+            s._record(0, t, math.inf)
+        assert not any(s.promotable(t, 0) for t in "abc")
+        for t, v in {"x": 0.1, "y": 0.2, "z": 0.3}.items():
+            s._record(2, t, v)
+        assert not s.promotable("x", 2)
+
+    def test_a_trial_that_is_promotable_when_it_reports_continues_others_pause(self):
+        s, trials = make_scheduler(), [_Trial(f"t{i}") for i in range(4)]
+        c = _Controller(trials)
+        for t in trials:
+            s.on_trial_add(c, t)
+        assert report(s, c, trials[0], 0, 0.5) == TrialScheduler.PAUSE  # 1 result: top 0
+        assert report(s, c, trials[1], 0, 0.6) == TrialScheduler.PAUSE
+        assert report(s, c, trials[2], 0, 0.1) == TrialScheduler.CONTINUE  # best of 3: promoted at once
+        assert "t2" in s.promoted[0]
+        assert report(s, c, trials[3], 0, 0.2, status="diverged") == TrialScheduler.CONTINUE  # ends itself
+        assert s.rungs[0]["t3"] == math.inf
+        assert report(s, c, trials[2], 2, 0.05) == TrialScheduler.CONTINUE  # last rung: runs to its end
+
+
+class TestChoosingTheNextTrial:
+    def test_a_free_slot_promotes_before_it_starts_a_new_configuration(self):
+        s = make_scheduler(slots=2)
+        paused = [_Trial(f"p{i}", Trial.PAUSED) for i in range(3)]
+        pending = _Trial("new", Trial.PENDING)
+        c = _Controller([*paused, pending])
+        for t, v in zip(paused, [0.3, 0.2, 0.4]):
+            s.on_trial_add(c, t)
+            s._record(0, t.trial_id, v)
+            s.at_rung[t.trial_id] = 0
+        assert not s.wants_new_trial()  # p1 waits for promotion: no new configuration now
+        assert s.choose_trial_to_run(c) is paused[1]
+        assert "p1" in s.promoted[0]
+        paused[1].status = Trial.RUNNING
+        assert s.choose_trial_to_run(c) is pending  # nothing else promotable
+
+    def test_higher_rungs_are_promoted_first(self):
+        s = make_scheduler(slots=4)
+        trials = [_Trial(f"t{i}", Trial.PAUSED) for i in range(6)]
+        c = _Controller(trials)
+        for i, t in enumerate(trials[:3]):
+            s._record(0, t.trial_id, 0.1 * (i + 1))
+            s.at_rung[t.trial_id] = 0
+        for i, t in enumerate(trials[3:]):
+            s._record(1, t.trial_id, 0.1 * (i + 1))
+            s.at_rung[t.trial_id] = 1
+        assert s.choose_trial_to_run(c) is trials[3]
+
+    def test_no_promotion_or_new_trial_beyond_the_slots(self):
+        s = make_scheduler(slots=1)
+        running, paused = _Trial("r"), [_Trial(f"p{i}", Trial.PAUSED) for i in range(3)]
+        c = _Controller([running, *paused])
+        for t, v in zip(paused, [0.3, 0.2, 0.4]):
+            s._record(0, t.trial_id, v)
+            s.at_rung[t.trial_id] = 0
+        assert s.choose_trial_to_run(c) is None and not s.wants_new_trial()
+
+    def test_when_nothing_more_can_happen_paused_trials_are_stopped(self):
+        s = make_scheduler(slots=2, num_samples=3)
+        paused = [_Trial(f"p{i}", Trial.PAUSED) for i in range(3)]
+        c = _Controller(paused)
+        for t, v in zip(paused, [0.3, 0.2, 0.4]):
+            s.on_trial_add(c, t)
+            s._record(0, t.trial_id, v)
+            s.at_rung[t.trial_id] = 0
+        s.promoted[0].add("p1")  # the one promotable trial went on and finished
+        paused[1].status = Trial.TERMINATED
+        assert s.choose_trial_to_run(c) is None
+        assert sorted(c.stopped) == ["p0", "p2"]
+
+    def test_paused_trials_wait_while_more_configurations_will_come(self):
+        s = make_scheduler(slots=2, num_samples=10)
+        paused = [_Trial("p0", Trial.PAUSED)]
+        c = _Controller(paused)
+        s.on_trial_add(c, paused[0])
+        s._record(0, "p0", 0.3)
+        s.at_rung["p0"] = 0
+        assert s.choose_trial_to_run(c) is None and c.stopped == []
+        assert s.wants_new_trial()
+
+    def test_warm_started_results_count_but_are_never_promoted(self):
+        s = make_scheduler()
+        s.warm_start([("old-a", 0, 0.1), ("old-b", 0, 0.2), ("old-c", 0, math.inf)])
+        s._record(0, "new", 0.15)
+        assert not s.promotable("old-a", 0)
+        assert not s.promotable("new", 0)  # 4 results: top 1, held by old-a
+        s._record(0, "n2", 0.5)
+        s._record(0, "n3", 0.6)
+        assert s.promotable("new", 0)  # 6 results: top 2
+
+
+class TestSearcher:
+    def test_failures_are_bad_points_at_the_budget_they_were_going_for(self):
+        searcher = KDESearcher(get("tiny"), rung_budgets=(1.0, 3.0, 9.0), seed=0)
+        config = searcher.suggest("a")
+        assert searcher.proposals["a"] == "random"
+        searcher.on_trial_result("a", {"rung": 0, "budget": 1.0, "val_error": 0.4, "status": "ok"})
+        searcher.on_trial_complete("a", error=True)  # raised on its way to 3 epochs
+        searcher.suggest("b")
+        searcher.on_trial_result("b", {"rung": 0, "budget": 1.0, "val_error": 0.2, "status": "diverged"})
+        assert searcher.proposer._losses == {1.0: [0.4, math.inf], 3.0: [math.inf]}
+        assert config and searcher.proposer.n_observations == 3
+
+    def test_the_gate_holds_new_configurations_back(self):
+        open_ = {"value": False}
+        searcher = KDESearcher(get("tiny"), rung_budgets=(1.0, 3.0), seed=0, gate=lambda: open_["value"])
+        assert searcher.suggest("a") is None
+        open_["value"] = True
+        assert searcher.suggest("a") is not None
+
+
+@pytest.mark.parametrize("n_rungs", [1, 3])
+def test_bracket_tags_name_the_one_asynchronous_bracket(n_rungs):
+    s = make_scheduler(n_rungs=n_rungs)
+    assert s.bracket_tags(_Trial("t")) == {"bracket": str(n_rungs - 1), "band": "0"}
+
+
+@pytest.mark.slow
+def test_the_model_proposes_once_it_has_enough_results(ray_runtime, make_settings, tmp_path):
+    """A 2-dimensional space needs 2 x (2 + 1) = 6 results at one budget for a model: in a search
+    of 16 configurations, later ones come from the model, and every trial says which."""
+    import ConfigSpace as CS
+
+    from jointsearch.search import read_search, run_search
+    from jointsearch.spaces import to_json
+
+    space = CS.ConfigurationSpace(name="two")
+    space.add([CS.UniformFloatHyperparameter("learning_rate", 1e-3, 1.0, log=True),
+               CS.UniformFloatHyperparameter("momentum", 0.0, 0.99)])
+    path = tmp_path / "two.json"
+    path.write_text(to_json(space))
+    settings = make_settings(space=str(path), num_samples=16, seed=4)
+    summary = run_search(settings)
+    results = read_search(settings.mlflow_uri, settings.experiment, summary.search_run_id)
+    kinds = [tags["proposal"] for tags in results.trial_tags.values()]
+    assert len(kinds) == 16 and set(kinds) <= {"model", "random"}
+    assert kinds.count("model") >= 2, kinds
+    assert all(tags["bracket"] == "2" and tags["band"] == "0" for tags in results.trial_tags.values())
