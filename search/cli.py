@@ -44,7 +44,8 @@ def _add_search(sub) -> None:
     p.add_argument("--budget-unit", default=d.budget_unit, choices=BUDGET_UNITS)
     p.add_argument("--num-samples", type=int, default=d.num_samples, help="configurations to evaluate")
     p.add_argument("--cpus-per-trial", type=float, default=d.cpus_per_trial)
-    p.add_argument("--gpus-per-trial", type=float, default=d.gpus_per_trial, help="fractions share a GPU")
+    p.add_argument("--gpus-per-trial", type=_gpus, default=d.gpus_per_trial,
+                   help="fractions share a GPU; auto: the GPU memory each configuration needs")
     p.add_argument("--max-concurrent", type=int, default=d.max_concurrent, help="0: no limit")
     p.add_argument("--max-failures", type=int, default=d.max_failures, help="retries of a trial that raised")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -59,6 +60,28 @@ def _add_search(sub) -> None:
                    help="continue the newest unfinished search of --experiment with its recorded settings")
     p.add_argument("--dashboard-every", type=int, default=d.dashboard_every,
                    help="evaluations between live rank-correlation updates in MLflow")
+    # issue 11, clusters kept busy: memory-aware packing and search budgets
+    p.add_argument("--gpu-memory-gib", type=float, default=d.gpu_memory_gib,
+                   help="one GPU's memory for --gpus-per-trial auto (default: probed on the GPU)")
+    p.add_argument("--time-budget", type=float, default=d.time_budget_s, metavar="SECONDS",
+                   help="start new configurations until this wall time is nearly spent (replaces --num-samples)")
+    p.add_argument("--gpu-hours", type=float, default=d.gpu_hours, metavar="H",
+                   help="start new configurations until H GPU-hours are nearly spent (replaces --num-samples)")
+
+
+def _gpus(value: str) -> float | str:
+    """--gpus-per-trial: a number, or auto (memory-aware packing)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(value)
+    except ValueError:
+        raise UsageError(f"--gpus-per-trial must be a number or auto, got {value!r}") from None
+
+
+def _capacity_settings(args) -> dict:
+    """The issue-11 options as SearchSettings fields."""
+    return {"gpu_memory_gib": args.gpu_memory_gib, "time_budget_s": args.time_budget, "gpu_hours": args.gpu_hours}
 
 
 def _build_parser() -> _Parser:
@@ -121,6 +144,7 @@ def _cmd_search(args) -> int:
         trainer=args.trainer, data_dir=args.data_dir, storage_path=args.storage_path, max_failures=args.max_failures,
         dashboard_every=args.dashboard_every, trainer_kwargs=_trainer_args(args.trainer_arg),
     )
+    settings = dataclasses.replace(settings, **_capacity_settings(args))
     return _print_summary(run_search(settings), settings)
 
 

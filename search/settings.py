@@ -37,7 +37,7 @@ class SearchSettings:
     budget_unit: str = "epochs"  # "epochs" or "seconds" (of training, evaluation excluded)
     num_samples: int = 20  # configurations to evaluate (Ray Tune trials)
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0  # fractions let small configurations share a GPU
+    gpus_per_trial: float | str = 0.0  # fractions let small configurations share a GPU; "auto": memory-aware
     max_concurrent: int = 0  # 0: as many as the resources allow
     seed: int | None = 0
     ray_address: str | None = None  # None: a local Ray runtime
@@ -49,6 +49,36 @@ class SearchSettings:
     max_failures: int = 0  # retries of a trial that raised
     dashboard_every: int = 10  # evaluations between live dashboard updates in MLflow
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # extra keywords for a user trainer
+    # --- issue 11, clusters kept busy: memory-aware packing and search budgets ---------------
+    gpu_memory_gib: float = 0.0  # one GPU's memory for --gpus-per-trial auto; 0: the GPU's own, probed
+    time_budget_s: float = 0.0  # wall seconds; new configurations stop when nearly spent (0: none)
+    gpu_hours: float = 0.0  # GPU-hours of training; new configurations stop when nearly spent (0: none)
+
+    @property
+    def gpu_packing(self) -> bool:
+        """``--gpus-per-trial auto``: each configuration asks for the GPU memory it needs."""
+        return self.gpus_per_trial == "auto"
+
+    @property
+    def budgeted(self) -> bool:
+        """Bounded by time or GPU-hours instead of ``num_samples``."""
+        return self.time_budget_s > 0 or self.gpu_hours > 0
+
+    def _validate_capacity(self) -> None:
+        from .presets import get_preset
+
+        if isinstance(self.gpus_per_trial, str) and not self.gpu_packing:
+            raise UsageError(f"--gpus-per-trial must be a number or 'auto', got {self.gpus_per_trial!r}")
+        if self.gpu_memory_gib < 0:
+            raise UsageError(f"--gpu-memory-gib must be 0 (the GPU's own) or more, got {self.gpu_memory_gib}")
+        if self.time_budget_s < 0 or self.gpu_hours < 0:
+            raise UsageError("--time-budget and --gpu-hours must be 0 (none) or more")
+        if self.gpu_hours > 0 and not self.gpu_packing and not self.gpus_per_trial:
+            raise UsageError("--gpu-hours needs --gpus-per-trial (a number or auto): trials that use no GPU spend none")
+        if self.budgeted and get_preset(self.scheduler).backend != "ray":
+            raise UsageError(f"--time-budget / --gpu-hours need a Ray preset, not --scheduler {self.scheduler}")
+        if self.gpu_packing and get_preset(self.scheduler).backend != "ray":
+            raise UsageError(f"--gpus-per-trial auto needs a Ray preset, not --scheduler {self.scheduler}")
 
     @property
     def tracking_uri(self) -> str:
@@ -92,10 +122,11 @@ class SearchSettings:
             raise UsageError(f"--num-samples must be at least 1, got {self.num_samples}")
         if self.cpus_per_trial <= 0:
             raise UsageError(f"--cpus-per-trial must be positive, got {self.cpus_per_trial}")
-        if self.gpus_per_trial < 0:
+        if self.gpus_per_trial != "auto" and self.gpus_per_trial < 0:
             raise UsageError(f"--gpus-per-trial must be 0 or more, got {self.gpus_per_trial}")
-        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+        if self.gpus_per_trial != "auto" and self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
             raise UsageError(f"--gpus-per-trial above 1 must be a whole number, got {self.gpus_per_trial}")
+        self._validate_capacity()
         if self.max_concurrent < 0:
             raise UsageError(f"--max-concurrent must be 0 (no limit) or more, got {self.max_concurrent}")
         if self.max_failures < 0:
