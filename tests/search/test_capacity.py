@@ -152,3 +152,35 @@ def test_auto_packing_shares_a_simulated_gpu_and_never_starts_what_cannot_fit(tm
     assert len(never) == len(infeasible) and not started & never
     print(f"{len(evaluations)} evaluations, up to {overlapping} at once on 1 GPU, shares "
           f"{sorted({e['gpu'] for e in evaluations})}; {len(infeasible)} infeasible never started")
+
+
+@pytest.mark.parametrize("args", [
+    ["--gpus-per-trial", "lots"],
+    ["--gpus-per-trial", "-1"],
+    ["--gpu-hours", "2"],  # with no GPU per trial there are no GPU-hours to count
+    ["--time-budget", "-5"],
+    ["--gpu-memory-gib", "-1", "--gpus-per-trial", "auto"],
+    ["--gpus-per-trial", "auto", "--scheduler", "hpbandster"],
+    ["--time-budget", "60", "--scheduler", "hpbandster"],
+])
+def test_capacity_options_user_errors_are_one_line_exit_2_and_write_nothing(tmp_path, args):
+    import os
+
+    before = set(os.listdir(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "jointsearch.search.cli", "search", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jointsearch: error:"), proc.stderr
+    assert set(os.listdir(tmp_path)) == before
+
+
+def test_gpus_per_trial_auto_is_a_setting_that_survives_a_resume(make_settings):
+    """settings.json stores "auto" as it is; validation accepts it and the new fields."""
+    import dataclasses
+
+    settings = make_settings(gpus_per_trial="auto", gpu_memory_gib=16.0, time_budget_s=3600.0).validate()
+    assert settings.gpu_packing and settings.budgeted
+    stored = json.loads(json.dumps(dataclasses.asdict(settings), default=str))
+    assert type(settings)(**stored) == settings
+    assert settings.as_params()["gpus_per_trial"] == "auto"
