@@ -121,7 +121,7 @@ class CapacitySearcher(Searcher):
         self.planner, self.on_infeasible = planner, on_infeasible
         self.time_budget_s, self.gpu_seconds = float(time_budget_s), float(gpu_seconds)
         self.gpus_per_trial, self.min_budget, self.max_tries = gpus_per_trial, min_budget, max_tries
-        self.started_at: float | None = None
+        self.started_at = time.time()  # the time budget counts from here (Tune's start-up included)
         self.alias: dict[str, str] = {}  # Tune's trial id -> the id the wrapped searcher knows
         self.suggested_at: dict[str, float] = {}
         self.fraction: dict[str, float] = {}
@@ -172,8 +172,6 @@ class CapacitySearcher(Searcher):
     # --- the two decisions ------------------------------------------------------------------
     def suggest(self, trial_id: str):
         now = time.time()
-        if self.started_at is None:
-            self.started_at = now
         reason = self._budget_exhausted(now)
         if reason:
             if not self.stopped_reason:
