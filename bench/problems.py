@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -137,3 +138,102 @@ def sleeping(config: dict, budget: float, sleep_s: float = 1.0, log_path: str | 
 def where() -> str:
     """This module's file: called in a Ray worker, it proves the workers can import ``bench``."""
     return __file__
+
+
+# --- a simulated accelerator cluster (bench.cluster) -----------------------------------------
+
+# The six training hyperparameters of the joint spaces that stand in for Hartmann-6's x, each
+# mapped to [0, 1] over its range (log-scaled where the space samples it on a log scale).
+JOINT_OBJECTIVE_DIMS = ("learning_rate", "weight_decay", "momentum", "mixup_alpha", "cutout_length",
+                        "shakedrop_death_rate")
+
+
+def arch_work(config: dict) -> float:
+    """Compute per image of the multi-branch ResNet, up to a constant: sum over stages of
+    blocks x branches x width^2 x (pixels: a quarter per later stage). Torch-free, so a
+    sleeping worker can afford it."""
+    work, i = 0.0, 1
+    stem = float(config.get("filters_0", 16))
+    while f"res_blocks_{i}" in config:
+        width = stem * float(config.get(f"widen_factor_{i}", 1.0)) * 2 ** (i - 1)
+        work += float(config[f"res_blocks_{i}"]) * float(config.get(f"res_branches_{i}", 1)) * width ** 2 / 4 ** (i - 1)
+        i += 1
+    return work
+
+
+def cost_factor(config: dict, work_range: tuple[float, float] | None = None, low: float = 0.5,
+                high: float = 4.0) -> float:
+    """How much slower than the unit this configuration trains, in [low, high].
+
+    Joint-space configurations: log-linear in :func:`arch_work` between the space's smallest
+    and largest corner (``work_range``), since architectures of a joint space differ by orders
+    of magnitude in compute. Anything else: uniform in [low, high] from the configuration's hash.
+    """
+    if work_range and "res_blocks_1" in config:
+        lo, hi = (math.log(w) for w in work_range)
+        u = (math.log(max(arch_work(config), 1e-12)) - lo) / max(hi - lo, 1e-12)
+    else:
+        digest = hashlib.sha1(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+        u = int(digest[8:16], 16) / 2 ** 32
+    return low + (high - low) * min(1.0, max(0.0, u))
+
+
+def joint_point(config: dict, bounds: dict) -> np.ndarray:
+    """The six :data:`JOINT_OBJECTIVE_DIMS` of a joint configuration, each in [0, 1].
+    ``bounds[name] = (low, high, log)``; a missing (inactive) value counts as its low end."""
+    x = []
+    for name in JOINT_OBJECTIVE_DIMS:
+        low, high, log = bounds[name]
+        v = float(config.get(name, low))
+        if log:
+            v, low, high = math.log(v), math.log(low), math.log(high)
+        x.append(0.0 if high <= low else min(1.0, max(0.0, (v - low) / (high - low))))
+    return np.array(x)
+
+
+def joint_regret(config: dict, bounds: dict) -> float:
+    return HARTMANN_MAX - _hartmann(joint_point(config, bounds), 1.0)
+
+
+def cluster_sleeper(config: dict, budget: float, *, unit_s: float = 1.0, log_path: str | None = None,
+                    work_range: list | None = None, bounds: dict | None = None, min_budget: float = 1.0,
+                    max_budget: float = 9.0, checkpoint_dir: str | None = None, save_dir: str | None = None,
+                    **_: Any) -> dict:
+    """A trainer that holds its (logical) GPU for ``(budget - budget already trained) x unit_s x
+    cost_factor(config)`` seconds and uses no CPU; continues from ``checkpoint_dir`` like a real
+    trainer. Appends one JSON line per evaluation to ``log_path``: start, end, budget, cost
+    factor, the GPU share Ray gave it, and the configuration. The value is multi-fidelity
+    Hartmann-6 on six training hyperparameters (``bounds``), so regret can be measured."""
+    import os
+    import time
+
+    done = 0.0
+    if checkpoint_dir and os.path.isfile(os.path.join(checkpoint_dir, "sleeper.json")):
+        with open(os.path.join(checkpoint_dir, "sleeper.json")) as f:
+            done = float(json.load(f)["budget"])
+    cost = cost_factor(config, tuple(work_range) if work_range else None)
+    start = time.time()
+    time.sleep(max(0.0, budget - done) * unit_s * cost)
+    end = time.time()
+    if save_dir:
+        with open(os.path.join(save_dir, "sleeper.json"), "w") as f:
+            json.dump({"budget": budget}, f)
+    gpu = 0.0
+    try:
+        import ray
+
+        gpu = sum(v for k, v in ray.get_runtime_context().get_assigned_resources().items() if k.startswith("GPU"))
+    except Exception:  # noqa: BLE001 - not in a Ray worker
+        pass
+    if bounds:
+        span = max_budget - min_budget
+        z = 1.0 if span <= 0 else min(1.0, max(0.0, (budget - min_budget) / span))
+        value = -_hartmann(joint_point(config, bounds), z)
+    else:
+        value = sleeping(config, budget, sleep_s=0.0)
+    if log_path:
+        with open(log_path, "a") as f:
+            f.write(json.dumps({"start": start, "end": end, "budget": budget, "from": done, "cost": cost,
+                                "gpu": gpu, "pid": os.getpid(), "value": value, "config": config},
+                               default=str) + "\n")
+    return {"val_error": value, "cost_s": end - start}

@@ -60,7 +60,8 @@ def _add_search(sub) -> None:
         meta = f.metadata
         default = getattr(d, f.name)
         shown = f" (default: {default})" if default not in (None, "") else ""
-        p.add_argument(*(meta["flags"] or (_flag(f.name),)), dest=f.name, type=_setting_type(hints[f.name]),
+        p.add_argument(*(meta["flags"] or (_flag(f.name),)), dest=f.name,
+                       type=meta["type"] or _setting_type(hints[f.name]),
                        default=default,
                        choices=meta["choices"], metavar=meta["metavar"], help=meta["help"] + shown)
     p.add_argument("--trainer-arg", action="append", default=[], metavar="KEY=VALUE",

@@ -104,6 +104,8 @@ def trainable(config: dict, plan: TrialPlan) -> None:
                 metrics["val_error"] = float("inf")  # schedulers sort on it; MLflow skips it
             (out / META_FILE).write_text(json.dumps({"budget": budget, "rung": rung}))
             metrics.update(budget=budget, rung=rung, node=node, **{PROGRESS_KEY: budget / plan.min_budget})
+            # When and where each evaluation ran, in Tune's result.json (clusters: was it parallel?)
+            metrics.update(started_at=started, ended_at=time.time())
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(out)))
             if state_dir is not None:
                 shutil.rmtree(state_dir.parent, ignore_errors=True)
@@ -230,7 +232,7 @@ def _not_trainer_keys() -> frozenset[str]:
 
     return frozenset(AUTO_RESULT_KEYS) | {"done", "budget", "rung", PROGRESS_KEY, "trial_id", "experiment_tag",
                                           "should_checkpoint", "hyperband_info", "iterations_since_restore", "node",
-                                          "reason"}
+                                          "reason", "started_at", "ended_at"}
 
 
 def _bracket_tags(scheduler, trial) -> dict[str, str]:
@@ -374,6 +376,29 @@ class _InterruptStopper(Stopper):
         return bool(self.guard is not None and self.guard.requested)
 
 
+def _pending_trials_limit(settings: SearchSettings) -> int | None:
+    """How many trials Tune may keep waiting for resources at once on a cluster (None: leave it).
+
+    With a searcher of its own Tune places one trial at a time (``TUNE_MAX_PENDING_TRIALS_PG``
+    "auto" is 1 unless the searcher is a ConcurrencyLimiter): on a cluster each placement waits
+    for an actor to start on some node, so free slots stay empty for seconds each. Allow as many
+    pending trials as the cluster has slots for this search's requests (CPUs and GPUs per trial,
+    the smallest packing fraction for ``auto``, ``--max-concurrent``).
+    """
+    if not settings.ray_address:
+        return None  # the local runtime is init_ray's business
+    import ray
+
+    total = ray.cluster_resources()
+    slots = total.get("CPU", 1.0) / settings.cpus_per_trial
+    gpus = 1.0 / 8 if settings.gpus_per_trial == "auto" else float(settings.gpus_per_trial)
+    if gpus > 0:
+        slots = min(slots, total.get("GPU", 0.0) / gpus)
+    if settings.max_concurrent:
+        slots = min(slots, settings.max_concurrent)
+    return max(1, int(slots))
+
+
 def init_ray(address: str | None) -> None:
     import ray
 
@@ -415,12 +440,19 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
         tracker.log_search_metrics({"warm_start_observations": taken})
         log.warning("resumed: the %s searcher starts from %d earlier observations", settings.scheduler, taken)
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    from .ray_capacity import apply_capacity  # --gpus-per-trial auto, --time-budget, --gpu-hours
+
+    searcher, resources = apply_capacity(settings, searcher, tracker, resources)
+    pending, before = _pending_trials_limit(settings), os.environ.get("TUNE_MAX_PENDING_TRIALS_PG")
+    if pending:
+        os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(pending)  # read once, when the Tuner starts
     storage = settings.storage_path or str(Path.cwd() / "ray_results")
     if "://" not in storage:
         storage = str(Path(storage).resolve())
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trainable, plan=plan), resources),
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.num_samples,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                    num_samples=-1 if settings.budgeted else settings.num_samples,
                                     reuse_actors=True, max_concurrent_trials=_concurrency_limit(settings)),
         run_config=tune.RunConfig(
             name=run_name, storage_path=storage, verbose=0,
@@ -435,5 +467,11 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
             stop=_InterruptStopper(getattr(tracker, "interrupt", None)),
         ),
     )
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    finally:
+        if pending and before is None:
+            del os.environ["TUNE_MAX_PENDING_TRIALS_PG"]
+        elif pending:
+            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = before
     return {"trials": len(grid), "errors": len(grid.errors)}

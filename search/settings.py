@@ -29,13 +29,25 @@ def default_mlflow_uri() -> str:
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,
             choices: tuple[str, ...] | None = None, metavar: str | None = None, cli: bool = True,
-            flags: tuple[str, ...] | None = None) -> Any:
+            flags: tuple[str, ...] | None = None, type: Any = None) -> Any:
     """A field of :class:`SearchSettings` with what its command-line flag needs: the one place a
     setting is declared. ``cli.py`` turns each such field into ``--field-name`` (type from the
     annotation, default from here); ``cli=False`` keeps a field off the command line (it has a
-    flag of another shape there, such as ``--trainer-arg KEY=VALUE`` for ``trainer_kwargs``)."""
-    metadata = {"help": help, "choices": choices, "metavar": metavar, "cli": cli}
+    flag of another shape there, such as ``--trainer-arg KEY=VALUE`` for ``trainer_kwargs``);
+    ``flags`` replaces the flag name (the first is shown, the others are aliases) and ``type`` the
+    parser of its value."""
+    metadata = {"help": help, "choices": choices, "metavar": metavar, "cli": cli, "flags": flags, "type": type}
     return field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def parse_gpus(value: str) -> float | str:
+    """--gpus-per-trial: a number, or auto (memory-aware packing)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(value)
+    except ValueError:
+        raise UsageError(f"--gpus-per-trial must be a number or auto, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -54,7 +66,8 @@ class SearchSettings:
     num_samples: int = setting(60, "configurations to evaluate (Ray Tune trials); 60 lets BOHB's model act in the "
                                    "demo")
     cpus_per_trial: float = setting(1.0, "CPUs per trial")
-    gpus_per_trial: float = setting(0.0, "GPUs per trial; fractions let small configurations share a GPU")
+    gpus_per_trial: float | str = setting(0.0, "GPUs per trial; fractions let small configurations share a GPU; "
+                                               "auto: the GPU memory each configuration needs", type=parse_gpus)
     max_concurrent: int = setting(0, "trials at once; 0: as many as the resources allow")
     seed: int | None = setting(0, "seed of the searcher and of the trainer")
     ray_address: str | None = setting(None, "an existing Ray cluster to join (default: a local Ray runtime of "
@@ -81,6 +94,38 @@ class SearchSettings:
     keep_checkpoints: str = setting("promotable", "checkpoints kept on disk: all, promotable (the latest of a trial "
                                                   "that can still be promoted, and the incumbent's), none (deleted "
                                                   "when the search ends)", choices=("all", "promotable", "none"))
+    # --- issue 11, clusters kept busy: memory-aware packing and search budgets ---------------
+    gpu_memory_gib: float = setting(0.0, "one GPU's memory for --gpus-per-trial auto; 0: the GPU's own, probed")
+    time_budget_s: float = setting(0.0, "start new configurations until this wall time is nearly spent (replaces "
+                                        "--num-samples); 0: none", flags=("--time-budget",), metavar="SECONDS")
+    gpu_hours: float = setting(0.0, "start new configurations until H GPU-hours are nearly spent (replaces "
+                                    "--num-samples); 0: none", metavar="H")
+
+    @property
+    def gpu_packing(self) -> bool:
+        """``--gpus-per-trial auto``: each configuration asks for the GPU memory it needs."""
+        return self.gpus_per_trial == "auto"
+
+    @property
+    def budgeted(self) -> bool:
+        """Bounded by time or GPU-hours instead of ``num_samples``."""
+        return self.time_budget_s > 0 or self.gpu_hours > 0
+
+    def _validate_capacity(self) -> None:
+        from .presets import get_preset
+
+        if isinstance(self.gpus_per_trial, str) and not self.gpu_packing:
+            raise UsageError(f"--gpus-per-trial must be a number or 'auto', got {self.gpus_per_trial!r}")
+        if self.gpu_memory_gib < 0:
+            raise UsageError(f"--gpu-memory-gib must be 0 (the GPU's own) or more, got {self.gpu_memory_gib}")
+        if self.time_budget_s < 0 or self.gpu_hours < 0:
+            raise UsageError("--time-budget and --gpu-hours must be 0 (none) or more")
+        if self.gpu_hours > 0 and not self.gpu_packing and not self.gpus_per_trial:
+            raise UsageError("--gpu-hours needs --gpus-per-trial (a number or auto): trials that use no GPU spend none")
+        if self.budgeted and get_preset(self.scheduler).backend != "ray":
+            raise UsageError(f"--time-budget / --gpu-hours need a Ray preset, not --scheduler {self.scheduler}")
+        if self.gpu_packing and get_preset(self.scheduler).backend != "ray":
+            raise UsageError(f"--gpus-per-trial auto needs a Ray preset, not --scheduler {self.scheduler}")
 
     @property
     def tracking_uri(self) -> str:
@@ -131,10 +176,11 @@ class SearchSettings:
             raise UsageError(f"--num-samples must be at least 1, got {self.num_samples}")
         if self.cpus_per_trial <= 0:
             raise UsageError(f"--cpus-per-trial must be positive, got {self.cpus_per_trial}")
-        if self.gpus_per_trial < 0:
+        if self.gpus_per_trial != "auto" and self.gpus_per_trial < 0:
             raise UsageError(f"--gpus-per-trial must be 0 or more, got {self.gpus_per_trial}")
-        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+        if self.gpus_per_trial != "auto" and self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
             raise UsageError(f"--gpus-per-trial above 1 must be a whole number, got {self.gpus_per_trial}")
+        self._validate_capacity()
         if self.max_concurrent < 0:
             raise UsageError(f"--max-concurrent must be 0 (no limit) or more, got {self.max_concurrent}")
         if self.max_failures < 0:

@@ -45,7 +45,11 @@ def _whole(x: Any) -> bool:
 #: (field, check, message) for SearchSettings; the message gets the value as {value!r}.
 SETTING_RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("cpus_per_trial", lambda v: _finite(v) and 0 < v <= 1024, "--cpus-per-trial must be a number in (0, 1024], got {value!r}"),
-    ("gpus_per_trial", lambda v: _finite(v) and 0 <= v <= 64, "--gpus-per-trial must be a number in [0, 64], got {value!r}"),
+    ("gpus_per_trial", lambda v: v == "auto" or (_finite(v) and 0 <= v <= 64),
+     "--gpus-per-trial must be a number in [0, 64] or auto, got {value!r}"),
+    ("gpu_memory_gib", lambda v: _finite(v) and 0 <= v <= 10**5, "--gpu-memory-gib must be 0 (probe) or a size in GiB, got {value!r}"),
+    ("time_budget_s", lambda v: _finite(v) and 0 <= v <= 10**9, "--time-budget must be 0 (none) or a number of seconds, got {value!r}"),
+    ("gpu_hours", lambda v: _finite(v) and 0 <= v <= 10**7, "--gpu-hours must be 0 (none) or a number of hours, got {value!r}"),
     ("num_samples", lambda v: _whole(v) and 1 <= v <= MAX_SAMPLES, f"--num-samples must be 1 to {MAX_SAMPLES}, got {{value!r}}"),
     ("max_concurrent", lambda v: _whole(v) and 0 <= v <= 100_000, "--max-concurrent must be 0 (no limit) to 100000, got {value!r}"),
     ("max_failures", lambda v: _whole(v) and 0 <= v <= 1000, "--max-failures must be 0 to 1000, got {value!r}"),

@@ -51,6 +51,15 @@ def _trial_pids(storage: Path) -> set[int]:
     return pids
 
 
+def _parallel_on_two_nodes(storage: Path) -> list[tuple[dict, dict]]:
+    """Pairs of evaluations (one result.json line each: the trainable's node, ``started_at``,
+    ``ended_at``) that ran on different nodes at overlapping times."""
+    evaluations = [json.loads(line) for path in storage.rglob("result.json")
+                   for line in path.read_text().splitlines() if line.strip()]
+    return [(a, b) for i, a in enumerate(evaluations) for b in evaluations[i + 1:]
+            if a["node"] != b["node"] and a["started_at"] < b["ended_at"] and b["started_at"] < a["ended_at"]]
+
+
 def _nodes_that_ran(cluster, pids: set[int]) -> set[Path]:
     """The Ray nodes (by temp dir) whose worker logs belong to one of ``pids``: every Ray worker
     writes ``<temp dir>/session_*/logs/worker-<worker id>-<job id>-<pid>.out`` on its own node."""
@@ -69,7 +78,8 @@ def test_search_on_postgres_mlflow_and_two_ray_nodes_then_export_and_report(
     """The compose ``search`` command, pointed at native servers, records one search (a parent
     run and one child run per configuration) in the PostgreSQL-backed MLflow server; its trials
     ran on both Ray nodes; export writes a configuration that ConfigSpace accepts for the
-    searched space; the report shows the rank-correlation heatmap and every trial."""
+    searched space; the report shows the rank-correlation heatmap and every trial. Both Ray nodes
+    worked at the same time (overlapping evaluations), not merely both at some point."""
     pytest.importorskip("psycopg2", reason="pip install psycopg2-binary (docker/NOTES-for-ci.md)")
     import ConfigSpace as CS
     import mlflow
@@ -112,10 +122,12 @@ def test_search_on_postgres_mlflow_and_two_ray_nodes_then_export_and_report(
     in_postgres = postgres.psql("SELECT count(*) FROM runs", database=postgres.database).strip()
     assert int(in_postgres) == len(runs)
 
-    # --- both Ray nodes did work ---------------------------------------------------------------
+    # --- both Ray nodes did work, together ---------------------------------------------------
     pids = _trial_pids(storage)
     assert pids, f"no result.json under {storage}"
     assert len(_nodes_that_ran(cluster, pids)) == 2, (pids, [str(d) for _, d in cluster.nodes])
+    # ... at the same time: two evaluations overlapped, one on each node
+    assert _parallel_on_two_nodes(storage), "no two evaluations ran at the same time on different nodes"
 
     # --- export and report read it back from the server (at the same time) --------------------
     best_path, report_path = tmp_path / "best.json", tmp_path / "report.html"
