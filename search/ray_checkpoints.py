@@ -13,7 +13,8 @@ report (see ray_tune.py), so instead this callback deletes what can no longer be
 
 Resume does not need them: a resumed search continues from MLflow's records, and the trials a
 crash interrupted are not continued (README, "Resume"). The disk the search holds is logged to
-the parent run as the metric ``disk_bytes`` (step = checkpoints seen). Only local storage is
+the parent run as the metric ``disk_bytes`` (step = checkpoints seen; at most every 30 s, and
+at the end). Only local storage is
 pruned; a remote ``--storage-path`` (``s3://...``) is left as Tune writes it.
 """
 
@@ -23,11 +24,13 @@ import logging
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 
 from ray.tune import Callback
 
 KEEP_CHOICES = ("all", "promotable", "none")
+DISK_LOG_EVERY_S = 30.0  # one MLflow write per checkpoint would double the parent run's writes
 log = logging.getLogger("jointsearch.search")
 
 
@@ -61,6 +64,7 @@ class CheckpointPruner(Callback):
         self.ended: set[str] = set()
         self.incumbent: tuple[float, float, str] | None = None  # (-budget, val_error, trial id)
         self.saves = 0
+        self._disk_logged_at = 0.0
 
     # --- helpers -------------------------------------------------------------------------
     def _trial_dir(self, trial) -> Path | None:
@@ -80,8 +84,11 @@ class CheckpointPruner(Callback):
         for path in dirs[:-1] if keep_latest else dirs:
             shutil.rmtree(path, ignore_errors=True)
 
-    def _log_disk(self) -> None:
-        if self.log_metric is not None and self.experiment_dir is not None:
+    def _log_disk(self, force: bool = False) -> None:
+        if self.log_metric is None or self.experiment_dir is None:
+            return
+        if force or time.monotonic() - self._disk_logged_at >= DISK_LOG_EVERY_S:
+            self._disk_logged_at = time.monotonic()
             self.log_metric({"disk_bytes": dir_bytes(self.experiment_dir)}, self.saves)
 
     # --- Tune's events -------------------------------------------------------------------
@@ -122,4 +129,4 @@ class CheckpointPruner(Callback):
         if self.keep == "none":
             for trial_id in list(self.trial_dirs):
                 self._prune(trial_id, keep_latest=False)
-        self._log_disk()
+        self._log_disk(force=True)

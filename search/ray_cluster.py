@@ -36,7 +36,7 @@ class ClusterInfo:
                 "jointsearch.cluster.gpus": f"{self.gpus:g}"}
 
     def line(self) -> str:
-        kind = "a local Ray runtime started for this search" if self.local else "the Ray cluster"
+        kind = "a local Ray runtime of this process (no running cluster joined)" if self.local else "the Ray cluster"
         return (f"cluster: {kind} at {self.address}: {self.nodes} node{'s' if self.nodes != 1 else ''}, "
                 f"{self.cpus:g} CPUs, {self.gpus:g} GPUs")
 

@@ -35,7 +35,7 @@ def test_a_search_without_ray_address_never_joins_the_running_head(tmp_path, mak
     env = {**os.environ, **head.env, "RAY_ADDRESS": head.address}
 
     line, tags = _search(tmp_path, env, experiment="local")
-    assert "a local Ray runtime started for this search" in line
+    assert "a local Ray runtime of this process (no running cluster joined)" in line
     assert tags["jointsearch.cluster.local"] == "true"
     assert tags["jointsearch.cluster.address"] != head.address
     assert float(tags["jointsearch.cluster.cpus"]) >= 2  # the machine's CPUs, not the head's 1
