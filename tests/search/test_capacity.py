@@ -104,13 +104,21 @@ class TestBudgetExhaustion:
         results = read_search(settings.tracking_uri, settings.experiment)
         # far more configurations than --num-samples: the budget, not the count, bounded it
         assert summary.n_trials > 3, summary
-        # the longest configuration is 3 rungs of 0.5 s plus Tune's overhead (seconds on a loaded
-        # 2-core machine): the last evaluation ending within 20 s of the budget means the search
-        # stopped starting work in time (the end-of-search dashboards come after it)
+        # no configuration started after the budget was spent (MLflow opens a trial's run when
+        # Tune starts it) ...
+        import mlflow
+
+        client = mlflow.MlflowClient(settings.tracking_uri)
+        last_start = max(client.get_run(r).info.start_time / 1000.0 for r in results.trial_runs.values())
+        assert last_start - started <= budget, (last_start - started, summary)
+        # ... and the running ones then ended: a configuration is 3 rungs of 0.5 s plus Tune's
+        # overhead, which a loaded 2-core machine stretches to tens of seconds (the tail itself
+        # is measured in bench/cluster.py, not asserted here)
         last = max(r.finished_at for r in results.records)
-        assert last - started < budget + 20, (last - started, summary)
-        print(f"{summary.n_trials} trials, {summary.n_evaluations} evaluations; last evaluation ended "
-              f"{last - started:.1f} s after the start, the search {wall:.1f} s, for a {budget:g} s budget")
+        assert last - started < budget + 60, (last - started, summary)
+        print(f"{summary.n_trials} trials, {summary.n_evaluations} evaluations; last configuration started "
+              f"{last_start - started:.1f} s, last evaluation ended {last - started:.1f} s after the start; "
+              f"the search took {wall:.1f} s, for a {budget:g} s budget")
         assert results.status == "FINISHED"
 
 
