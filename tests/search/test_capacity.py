@@ -109,8 +109,10 @@ class TestBudgetExhaustion:
         import mlflow
 
         client = mlflow.MlflowClient(settings.tracking_uri)
-        last_start = max(client.get_run(r).info.start_time / 1000.0 for r in results.trial_runs.values())
-        assert last_start - started <= budget, (last_start - started, summary)
+        starts = [client.get_run(r).info.start_time / 1000.0 for r in results.trial_runs.values()]
+        # the budget counts from when the search hands Tune its first configuration
+        assert max(starts) - min(starts) <= budget, (max(starts) - min(starts), summary)
+        last_start = max(starts)
         # ... and the running ones then ended: a configuration is 3 rungs of 0.5 s plus Tune's
         # overhead, which a loaded 2-core machine stretches to tens of seconds (the tail itself
         # is measured in bench/cluster.py, not asserted here)
