@@ -7,9 +7,10 @@ The cluster is real Ray, started with ``ray start --head`` on loopback (so the s
 the ``--ray-address`` path a real cluster takes) with N *logical* GPUs and more logical CPUs
 (:func:`cpus_for`; a trial asks for one): GPUs are the scarce resource, as on a GPU cluster.
 The trainer, ``bench.problems:cluster_sleeper``, holds its GPU for ``(budget - budget already
-trained) x unit_s x cost`` seconds and no CPU; the cost factor, 0.5 to 4, grows log-linearly with the compute of the configuration's architecture
-(the ``zela2018`` joint space: its architectures differ by orders of magnitude), so a rung's
-slowest configuration is ~8x its fastest, as in a real joint search. Continuation from the
+trained) x unit_s x cost`` seconds and no CPU; the cost factor, 0.5 to 4, grows
+log-linearly with the compute of the configuration's architecture (the ``zela2018`` joint
+space: its architectures differ by orders of magnitude), so a rung's slowest configuration is
+~8x its fastest, as in a real joint search. Continuation from the
 checkpoint works as in the real trainer (a promoted configuration sleeps only for the budget it
 adds). Its value is multi-fidelity Hartmann-6 on six training hyperparameters, so regret can be
 measured. Budgets 1..9 with eta 3, as in the issue. Every evaluation logs its start, end, the GPU

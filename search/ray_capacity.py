@@ -158,6 +158,15 @@ class CapacitySearcher(Searcher):
     def restore(self, checkpoint_path: str):
         return self.searcher.restore(checkpoint_path)
 
+    def get_state(self) -> dict:
+        """What Tune's experiment checkpoint keeps of a wrapper (the wrapped searcher saves itself)."""
+        return {"spent_gpu_s": self.spent_gpu_s, "durations": list(self.durations), "gpu_costs": list(self.gpu_costs),
+                "infeasible": self.infeasible, "stopped_reason": self.stopped_reason}
+
+    def set_state(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
     def _inner(self, trial_id: str) -> str:
         return self.alias.get(trial_id, trial_id)
 
