@@ -8,6 +8,7 @@ without importing the search stack.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,25 +16,58 @@ from typing import Any
 
 from jointsearch.spaces.io import to_python
 
-__all__ = ["EvaluationRecord", "finite_or_none", "is_ok", "last_ok_by_budget", "ok_budgets", "records_from_json",
+__all__ = ["EvaluationRecord", "Status", "finite_or_none", "is_ok", "last_ok_by_budget", "ok_budgets", "records_from_json",
            "records_to_json", "spent"]
+
+
+class Status(str, enum.Enum):
+    """How one evaluation ended: the one status vocabulary of the search, MLflow and the dashboards.
+
+    A ``str`` enum, so a status compares equal to its string (``record.status == "ok"``) and is
+    written to JSON as that string. A trainer may report any of the first three; ``failed`` is an
+    evaluation that raised (or a trainer status this vocabulary does not know), ``infeasible`` a
+    configuration refused before training (too large), ``interrupted`` one cut short by a signal.
+    """
+
+    OK = "ok"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    INFEASIBLE = "infeasible"
+    INTERRUPTED = "interrupted"
+
+    @classmethod
+    def of(cls, value: Any) -> "Status":
+        """The status named by ``value``; a name outside the vocabulary is ``FAILED``."""
+        try:
+            return cls(str(value.value if isinstance(value, Status) else value))
+        except ValueError:
+            return cls.FAILED
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
 class EvaluationRecord:
-    """One evaluation of one configuration at one budget, as the search recorded it."""
+    """One evaluation of one configuration at one budget, as the search recorded it (SMAC3's
+    TrialInfo + TrialValue in one frozen record). It is built once, where the trainer's result
+    reaches the driver (``search/evaluations.py``), written to MLflow from there and read back by
+    the same module, so the live dashboards, the report, export, warm start and the benchmarks see
+    the same record."""
 
     trial_id: str
     config: Mapping[str, Any]  # active hyperparameters only (conditional spaces omit inactive ones)
     budget: float  # in budget units (epochs or seconds); 0 for a trial that failed before any
     val_error: float  # 0..1, nan when failed
-    status: str = "ok"  # "ok" | "failed" | "diverged" | ...
+    status: Status = Status.OK  # a Status, or its string (coerced)
     cost_s: float = float("nan")  # seconds this evaluation took
     finished_at: float = float("nan")  # unix time the evaluation finished
     bracket: int | None = None  # Hyperband bracket the evaluation belonged to
     n_params: int | None = None  # trainable parameters of the network, when known
     budget_spent: float | None = None  # budget units this evaluation trained (a continued rung
     #                                    pays the difference, a rung from scratch all of it); None: unknown
+    rung: int | None = None  # index of ``budget`` among the search's rung budgets (0 = min budget)
+    node: str | None = None  # the Ray node (id prefix) that ran it, on a cluster
 
     def __post_init__(self) -> None:
         # Copy the config so a caller mutating its dict cannot change a "frozen" record.
@@ -47,6 +81,7 @@ class EvaluationRecord:
                 f"got {self.budget!r}"
             )
         object.__setattr__(self, "budget", budget)
+        object.__setattr__(self, "status", Status.of(self.status))
         object.__setattr__(self, "val_error", _float_or_nan(self.val_error))
         object.__setattr__(self, "cost_s", _float_or_nan(self.cost_s))
         object.__setattr__(self, "finished_at", _float_or_nan(self.finished_at))
@@ -56,6 +91,10 @@ class EvaluationRecord:
             object.__setattr__(self, "bracket", int(self.bracket))
         if self.n_params is not None:
             object.__setattr__(self, "n_params", int(self.n_params))
+        if self.rung is not None:
+            object.__setattr__(self, "rung", int(self.rung))
+        if self.node is not None:
+            object.__setattr__(self, "node", str(self.node))
 
     @property
     def ok(self) -> bool:
@@ -93,12 +132,14 @@ def records_to_json(records: Iterable[EvaluationRecord]) -> list[dict[str, Any]]
                 "config": {k: to_python(v) for k, v in r.config.items()},
                 "budget": r.budget,
                 "val_error": _json_number(r.val_error),
-                "status": r.status,
+                "status": r.status.value,
                 "cost_s": _json_number(r.cost_s),
                 "finished_at": _json_number(r.finished_at),
                 "bracket": r.bracket,
                 "n_params": r.n_params,
                 "budget_spent": None if r.budget_spent is None else _json_number(r.budget_spent),
+                "rung": r.rung,
+                "node": r.node,
             }
         )
     return out
@@ -123,6 +164,8 @@ def records_from_json(data: Sequence[Mapping[str, Any]]) -> list[EvaluationRecor
                 bracket=d.get("bracket"),
                 n_params=d.get("n_params"),
                 budget_spent=d.get("budget_spent"),
+                rung=d.get("rung"),
+                node=d.get("node"),
             )
         )
     return out

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable
+from typing import Callable
 
 from jointsearch.dashboards import (budget_spent, error_vs_params, importance, incumbent_trajectory,
                                     paired_errors, rank_correlation, records_to_json)
@@ -97,16 +97,3 @@ class LiveDashboards:
 
         self.log_artifact("report.html", render_report(records, title=self.title, space=self.space,
                                                        settings=self.settings))
-
-
-def record_from_metrics(trial_id: str, config: dict[str, Any], budget: float, metrics: dict[str, Any],
-                        finished_at: float, bracket: str | None) -> EvaluationRecord:
-    val = metrics.get("val_error", float("nan"))
-    status = str(metrics.get("status", "ok"))
-    return EvaluationRecord(
-        trial_id=trial_id, config=config, budget=budget, val_error=float(val) if val is not None else float("nan"),
-        status=status, cost_s=float(metrics.get("cost_s", float("nan"))), finished_at=finished_at,
-        bracket=int(bracket) if bracket not in (None, "", "None") else None,
-        n_params=int(metrics["n_params"]) if "n_params" in metrics else None,
-        budget_spent=metrics.get("budget_spent"),
-    )

@@ -290,7 +290,7 @@ def _make_callback(tracker: SearchTracker, scheduler, max_budget: float, searche
             metrics = {k: v for k, v in result.items() if k not in not_trainer_keys
                        and (k == "status" or isinstance(v, (int, float)) and not isinstance(v, bool))}
             metrics = {k: v for k, v in metrics.items() if not (isinstance(v, float) and not math.isfinite(v))}
-            tracker.evaluation(trial.trial_id, budget, metrics, rung=int(result.get("rung", 0)))
+            tracker.evaluation(trial.trial_id, budget, metrics, rung=int(result.get("rung", 0)), node=result.get("node"))
 
         def on_step_end(self, iteration, trials, **info):
             for trial in trials:

@@ -7,7 +7,6 @@ or finished, whether or not this process ran it.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +14,7 @@ from jointsearch.dashboards.records import EvaluationRecord
 from jointsearch.spaces import SpaceError, config_dict, from_json, validate_config
 
 from .errors import UsageError
+from .evaluations import records_from_run
 from .tracking import (BUDGET_UNIT_TAG, KIND_TAG, PARENT_TAG, STEP_SCALE_TAG, TRIAL_ID_TAG,
                        client_for)
 
@@ -94,47 +94,13 @@ def read_search(uri: str, experiment: str, search_run_id: str | None = None) -> 
         trial_id = tags.get(TRIAL_ID_TAG, child.info.run_id)
         trial_runs[trial_id] = child.info.run_id
         trial_tags[trial_id] = dict(tags)
-        config = _typed_config(space, child.data.params)
-        costs = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "cost_s")}
-        n_params = child.data.metrics.get("n_params")
-        spent = ({m.step: m.value for m in client.get_metric_history(child.info.run_id, "budget_spent")}
-                 if "budget_spent" in child.data.metrics else {})  # issue 13: what each rung trained
-        final = tags.get("final_status", "")
-        bracket = tags.get("bracket")
-        history = sorted(client.get_metric_history(child.info.run_id, "val_error"), key=lambda m: m.step)
-        for i, metric in enumerate(history):
-            records.append(EvaluationRecord(
-                trial_id=trial_id, config=config, budget=metric.step / scale, val_error=metric.value,
-                status=_evaluation_status(metric.value, tags, last=i == len(history) - 1),
-                cost_s=costs.get(metric.step, float("nan")), finished_at=metric.timestamp / 1000.0,
-                bracket=int(bracket) if bracket not in (None, "", "None") else None,
-                n_params=int(n_params) if n_params is not None else None,
-                budget_spent=spent.get(metric.step),
-            ))
-        if final == "failed" and not history:
-            records.append(EvaluationRecord(trial_id=trial_id, config=config, budget=0.0, val_error=float("nan"),
-                                            status=_evaluation_status(float("nan"), tags, last=True),
-                                            finished_at=child.info.end_time / 1000.0 if child.info.end_time
-                                            else float("nan")))
+        records.extend(records_from_run(client, child, _typed_config(space, child.data.params), scale))
     records.sort(key=lambda r: (r.finished_at, r.trial_id, r.budget))
     return SearchResults(experiment=experiment, search_run_id=parent_id, status=parent.info.status,
                          params=dict(parent.data.params), space_json=space_json,
                          budget_unit=parent.data.tags.get(BUDGET_UNIT_TAG, parent.data.params.get("budget_unit", "")),
                          records=records, trial_runs=trial_runs, trial_tags=trial_tags,
                          parent_tags=dict(parent.data.tags))
-
-
-def _evaluation_status(val_error: float, tags: dict[str, str], *, last: bool) -> str:
-    """The status the trainer reported for one evaluation, the same rule the live dashboards use.
-
-    A trial stops at its first evaluation whose status is not "ok", so only its last evaluation
-    can carry another status, and the tracker keeps it in the ``last_status`` tag. A trainer may
-    report a finite error with status "diverged" (the built-in one reports 1.0), so finiteness
-    alone does not make an evaluation "ok".
-    """
-    if last and tags.get("last_status", "ok") != "ok":
-        return tags["last_status"]
-    return "ok" if math.isfinite(val_error) else "failed"
 
 
 def _typed_config(space, params: dict[str, str]) -> dict[str, Any]:

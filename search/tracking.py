@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .budgets import budget_step
+from jointsearch.dashboards.records import EvaluationRecord
+
 
 # The MLflow client retries a refused connection 7 times with exponential backoff by default
 # (minutes); the tracker has its own deferral, so the client should give up quickly.
@@ -294,34 +295,27 @@ class SearchTracker:
 
         self._submit(f"start of trial {trial_id}", create)
 
-    def evaluation(self, trial_id: str, budget: float, metrics: Mapping[str, Any], rung: int | None = None) -> None:
-        """One result of a trial at one budget: every numeric metric with step = budget."""
+    def evaluation(self, trial_id: str, budget: float, metrics: Mapping[str, Any], rung: int | None = None,
+                   node: str | None = None) -> EvaluationRecord:
+        """One result of a trial at one budget: built into its record once (evaluations.py), written
+        to the trial's run at step = budget, and handed to the progress line and the dashboards."""
         from mlflow.entities import Metric, RunTag
 
+        from .evaluations import mlflow_fields, record_from_result
+
         now = int(time.time() * 1000)
-        step = budget_step(budget, self.step_scale)
-        batch = [Metric("budget", float(budget), now, step)]
-        for key, value in metrics.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "budget":
-                batch.append(Metric(key, float(value), now, step))
-        tags = [RunTag("budget_reached", f"{budget:g}")]
-        if rung is not None:
-            tags.append(RunTag("rung", str(rung)))
-            if "rung" not in metrics:
-                batch.append(Metric("rung", float(rung), now, step))  # a column in the UI's runs table
-        if "status" in metrics:
-            tags.append(RunTag("last_status", str(metrics["status"])))
-        if rung:
-            tags.append(RunTag("promoted", "true"))
+        record = record_from_result(trial_id, self._trial_config[trial_id], budget, metrics, rung=rung,
+                                    bracket=self._trial_bracket.get(trial_id), finished_at_ms=now, node=node)
+        step, values, tags = mlflow_fields(record, metrics, self.step_scale)
+        batch = [Metric(k, v, now, step) for k, v in values.items()]
+        tag_batch = [RunTag(k, v) for k, v in tags.items()]
         self._submit(f"result of trial {trial_id} at budget {budget:g}",
-                     lambda: self.client.log_batch(self._trial_runs[trial_id], metrics=batch, tags=tags))
+                     lambda: self.client.log_batch(self._trial_runs[trial_id], metrics=batch, tags=tag_batch))
         if self.progress is not None:
             self.progress.evaluation(trial_id, budget, metrics)
         if self.dashboards is not None:
-            from .live import record_from_metrics
-
-            self.dashboards.add(record_from_metrics(trial_id, self._trial_config[trial_id], budget, dict(metrics),
-                                                    now / 1000.0, self._trial_bracket.get(trial_id)))
+            self.dashboards.add(record)
+        return record
 
     def set_trial_tags(self, trial_id: str, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
