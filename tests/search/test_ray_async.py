@@ -193,3 +193,25 @@ def test_the_model_proposes_once_it_has_enough_results(ray_runtime, make_setting
     assert len(kinds) == 16 and set(kinds) <= {"model", "random"}
     assert kinds.count("model") >= 2, kinds
     assert all(tags["bracket"] == "2" and tags["band"] == "0" for tags in results.trial_tags.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["raise", "nan"])
+def test_failures_on_promotion_end_cleanly(fault, ray_runtime, make_settings):
+    """Configurations that fail when promoted (raise, or diverge) are closed as failed, the others
+    as completed or stopped; nothing is left running or paused, and the search ends."""
+    import mlflow
+
+    from jointsearch.search import read_search, run_search
+
+    settings = make_settings(trainer="jointsearch.search.testing:faulty_trainer", num_samples=9,
+                             experiment=f"async-fault-{fault}",
+                             trainer_kwargs={"fault": fault, "fault_every": 2, "fault_budget": 1.0})
+    summary = run_search(settings)
+    results = read_search(settings.mlflow_uri, settings.experiment, summary.search_run_id)
+    client = mlflow.MlflowClient(settings.mlflow_uri)
+    runs = [client.get_run(run_id) for run_id in results.trial_runs.values()]
+    assert summary.n_trials == 9
+    assert {r.data.tags["final_status"] for r in runs} <= {"completed", "stopped", "failed"}
+    assert all(r.info.status == ("FAILED" if r.data.tags["final_status"] == "failed" else "FINISHED") for r in runs)
+    assert summary.evaluations_per_budget[1.0] == 9
