@@ -360,8 +360,11 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
     rungs = tuple(rung_budgets(settings.min_budget, settings.max_budget, settings.eta))
     plan = TrialPlan(settings.trainer, settings.trainer_context(), rungs, settings.min_budget)
     pending = _pending_trials_limit(settings)
-    if pending is not None and _USER_PENDING_LIMIT is None:
-        os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(pending)  # Tune reads it when the search starts
+    if _USER_PENDING_LIMIT is None:  # Tune reads it when the search starts; None: Tune's own "auto"
+        if pending is None:
+            os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)  # not what an earlier local search set
+        else:
+            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(pending)
     searcher, scheduler = _searcher_and_scheduler(settings, space)
     if observations:
         taken = warm_start(searcher, get_preset(settings.scheduler), space, observations, settings.min_budget,
