@@ -120,10 +120,27 @@ class TestChoosingTheNextTrial:
             s.on_trial_add(c, t)
             s._record(0, t.trial_id, v)
             s.at_rung[t.trial_id] = 0
-        s.promoted[0].add("p1")  # the one promotable trial went on and finished
+        s.promoted[0].add("p1")  # the one promotable trial went on and finished at the max budget
+        s._record(2, "p1", 0.1)
         paused[1].status = Trial.TERMINATED
         assert s.choose_trial_to_run(c) is None
         assert sorted(c.stopped) == ["p0", "p2"]
+
+    def test_a_search_without_a_max_budget_result_promotes_its_best_from_the_highest_rung(self):
+        s = make_scheduler(slots=2, num_samples=4)
+        trials = [_Trial(f"p{i}", Trial.PAUSED) for i in range(4)]
+        c = _Controller(trials)
+        for t, v in zip(trials, [0.3, 0.2, 0.4, 0.5]):
+            s.on_trial_add(c, t)
+            s._record(0, t.trial_id, v)
+            s.at_rung[t.trial_id] = 0
+        s.promoted[0].add("p1")
+        s._record(1, "p1", 0.25)
+        s.at_rung["p1"] = 1  # went on to rung 1 and paused there: 1 result, not promotable
+        assert s.choose_trial_to_run(c) is trials[1]  # the highest rung's best goes on
+        assert c.stopped == []
+        trials[1].status = Trial.RUNNING
+        assert s.choose_trial_to_run(c) is None  # it runs: wait
 
     def test_paused_trials_wait_while_more_configurations_will_come(self):
         s = make_scheduler(slots=2, num_samples=10)
