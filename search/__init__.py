@@ -1,9 +1,9 @@
 """The search layer: settings, the Ray Tune wiring, MLflow tracking, export, and the CLI.
 
-No module here imports torch: a trainer is named by an import path (trainer_api.py) and resolved
-where it runs, in a Ray worker for a search, and in this process only for ``retrain`` (the
-``train`` command), which is the one place the driver loads torch. Only the ``ray_*`` modules
-import Ray.
+No module here imports torch at import time: a trainer is named by an import path
+(trainer_api.py) and resolved where it runs, in a Ray worker for a search; the driver loads torch
+only for ``retrain`` (the ``train`` command) and ``--gpus-per-trial auto``'s memory planner. Only
+the ``ray_*`` modules import Ray; kde.py, BOHB's proposer, imports neither.
 """
 
 from .api import SearchSummary, retrain, run_search

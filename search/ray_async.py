@@ -13,7 +13,10 @@ model (Klein et al. 2020's asynchronous BOHB; Syne Tune's ``BOHB`` baseline):
   moment it reports simply continues (no pause and restore);
 - a promoted configuration continues from its checkpoint, as with every other preset;
 - when no more configurations will come and nothing runs, paused configurations that can never
-  be promoted are stopped, so the search ends (their MLflow runs are closed as ``stopped``).
+  be promoted are stopped, so the search ends (their MLflow runs are closed as ``stopped``);
+  before that, if no configuration has reached the max budget, the best paused one of the
+  highest rung is promoted (and again, until one reaches it), so that a search always ends with
+  an evaluation at the max budget, as a Hyperband search does.
 
 The searcher learns from every rung result as it arrives (not only at the end of a trial); a
 result whose status is not "ok" (failed, diverged, infeasible) and a trial that raised are bad
@@ -180,10 +183,32 @@ class AsyncSuccessiveHalving(FIFOScheduler):
             return pending[0]
         if running == 0 and self.added >= self.num_samples:
             # Nothing runs and nothing new will come: the rungs cannot change any more, so a
-            # paused trial that is not promotable now never will be.
+            # paused trial that is not promotable now never will be. One exception: if no
+            # configuration reached the max budget (a small search: 6 configurations at eta 3
+            # fill rung 1 with 2), the best one of the highest rung goes on, as Hyperband always
+            # evaluates some configurations at the max budget.
+            finalist = self._finalist()
+            if finalist is not None:
+                return finalist
             for trial in [t for t in self._trials if t.status == Trial.PAUSED]:
                 tune_controller.stop_trial(trial)
         return None
+
+    def _finalist(self) -> Trial | None:
+        if self.rungs[-1]:
+            return None
+        best: tuple[int, float, Trial] | None = None
+        for trial in self._trials:
+            rung = self.at_rung.get(trial.trial_id)
+            if trial.status != Trial.PAUSED or rung is None or trial.trial_id in self.promoted[rung]:
+                continue
+            value = self.rungs[rung].get(trial.trial_id, math.inf)
+            if math.isfinite(value) and (best is None or (-rung, value) < (-best[0], best[1])):
+                best = (rung, value, trial)
+        if best is None:
+            return None
+        self.promoted[best[0]].add(best[2].trial_id)
+        return best[2]
 
     def bracket_tags(self, trial: Trial) -> dict[str, str]:
         """MLflow's ``bracket``/``band`` for an asynchronous preset: there is one bracket, and every

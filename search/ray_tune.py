@@ -431,8 +431,11 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
     timeouts = tuple(timeout_for(b, settings.budget_unit, getattr(settings, "eval_timeout", None)) for b in rungs)
     plan = TrialPlan(settings.trainer, settings.trainer_context(), rungs, settings.min_budget, timeouts)
     pending = _pending_trials_limit(settings)
-    if pending is not None and _USER_PENDING_LIMIT is None:
-        os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(pending)  # Tune reads it when the search starts
+    if _USER_PENDING_LIMIT is None:  # Tune reads it when the search starts; None: Tune's own "auto"
+        if pending is None:
+            os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)  # not what an earlier local search set
+        else:
+            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(pending)
     searcher, scheduler = _searcher_and_scheduler(settings, space)
     if observations:
         taken = warm_start(searcher, get_preset(settings.scheduler), space, observations, settings.min_budget,

@@ -252,3 +252,15 @@ def test_samples_come_from_hpbandsters_distribution(make_space, share):
     ours_acq, theirs_acq, prior_acq = acq(imputed(a)), acq(imputed(b)), acq(imputed(c))
     assert stats.ttest_ind(ours_acq, theirs_acq, equal_var=False).pvalue > 1e-3
     assert stats.ttest_ind(prior_acq, theirs_acq, equal_var=False).pvalue < 1e-3
+
+
+def test_the_proposer_imports_neither_ray_nor_torch():
+    """kde.py is the search layer's model: usable (and benchmarked) without Ray or torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, jointsearch.search.kde, jointsearch.search.presets; "
+            "print(sorted(m for m in ('ray', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

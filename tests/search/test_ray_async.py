@@ -120,10 +120,27 @@ class TestChoosingTheNextTrial:
             s.on_trial_add(c, t)
             s._record(0, t.trial_id, v)
             s.at_rung[t.trial_id] = 0
-        s.promoted[0].add("p1")  # the one promotable trial went on and finished
+        s.promoted[0].add("p1")  # the one promotable trial went on and finished at the max budget
+        s._record(2, "p1", 0.1)
         paused[1].status = Trial.TERMINATED
         assert s.choose_trial_to_run(c) is None
         assert sorted(c.stopped) == ["p0", "p2"]
+
+    def test_a_search_without_a_max_budget_result_promotes_its_best_from_the_highest_rung(self):
+        s = make_scheduler(slots=2, num_samples=4)
+        trials = [_Trial(f"p{i}", Trial.PAUSED) for i in range(4)]
+        c = _Controller(trials)
+        for t, v in zip(trials, [0.3, 0.2, 0.4, 0.5]):
+            s.on_trial_add(c, t)
+            s._record(0, t.trial_id, v)
+            s.at_rung[t.trial_id] = 0
+        s.promoted[0].add("p1")
+        s._record(1, "p1", 0.25)
+        s.at_rung["p1"] = 1  # went on to rung 1 and paused there: 1 result, not promotable
+        assert s.choose_trial_to_run(c) is trials[1]  # the highest rung's best goes on
+        assert c.stopped == []
+        trials[1].status = Trial.RUNNING
+        assert s.choose_trial_to_run(c) is None  # it runs: wait
 
     def test_paused_trials_wait_while_more_configurations_will_come(self):
         s = make_scheduler(slots=2, num_samples=10)
@@ -193,3 +210,25 @@ def test_the_model_proposes_once_it_has_enough_results(ray_runtime, make_setting
     assert len(kinds) == 16 and set(kinds) <= {"model", "random"}
     assert kinds.count("model") >= 2, kinds
     assert all(tags["bracket"] == "2" and tags["band"] == "0" for tags in results.trial_tags.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["raise", "nan"])
+def test_failures_on_promotion_end_cleanly(fault, ray_runtime, make_settings):
+    """Configurations that fail when promoted (raise, or diverge) are closed as failed, the others
+    as completed or stopped; nothing is left running or paused, and the search ends."""
+    import mlflow
+
+    from jointsearch.search import read_search, run_search
+
+    settings = make_settings(trainer="jointsearch.search.testing:faulty_trainer", num_samples=9,
+                             experiment=f"async-fault-{fault}",
+                             trainer_kwargs={"fault": fault, "fault_every": 2, "fault_budget": 1.0})
+    summary = run_search(settings)
+    results = read_search(settings.mlflow_uri, settings.experiment, summary.search_run_id)
+    client = mlflow.MlflowClient(settings.mlflow_uri)
+    runs = [client.get_run(run_id) for run_id in results.trial_runs.values()]
+    assert summary.n_trials == 9
+    assert {r.data.tags["final_status"] for r in runs} <= {"completed", "stopped", "failed"}
+    assert all(r.info.status == ("FAILED" if r.data.tags["final_status"] == "failed" else "FINISHED") for r in runs)
+    assert summary.evaluations_per_budget[1.0] == 9

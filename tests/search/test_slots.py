@@ -4,7 +4,7 @@ trial, a search on 8 GPUs ran no more than a few trials at once.
 A simulated 8-GPU node (Ray's logical resources: ``ray.init(num_cpus=8, num_gpus=8)`` works
 without GPUs), a trainer that sleeps, one GPU per trial. Each evaluation logs when it started and
 ended (``started_at``/``ended_at``, from the fake trainer); the test asserts that at some moment
-at least K of them were running at the same time. Not a timing test: it counts overlaps.
+at least 4 of them were running at the same time. Not a timing test: it counts overlaps.
 """
 
 import os
@@ -64,4 +64,4 @@ def test_a_search_keeps_the_simulated_gpus_busy(preset, tmp_path):
     assert len(intervals) >= 16
     peak = peak_overlap(intervals)
     print(f"{preset}: {len(intervals)} evaluations, at most {peak} at once on 8 simulated GPUs")
-    assert peak >= 5, peak
+    assert peak >= 4, peak  # 1 with TUNE_MAX_PENDING_TRIALS_PG=1 (bohb, measured); 5-6 here on a loaded machine
