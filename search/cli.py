@@ -21,7 +21,7 @@ from jointsearch.spaces import SpaceError
 
 from .errors import UsageError
 from .settings import BUDGET_UNITS, SCHEDULERS, SearchSettings
-from .trainer_api import BUILTIN_TRAINER
+from .trainer_api import BUILTIN_RETRAINER, BUILTIN_TRAINER
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +62,10 @@ def _add_search(sub) -> None:
     # Issue 15 (progress on screen, warm start): one block.
     p.add_argument("--quiet", action="store_true",
                    help="no progress line on stderr while the search runs (the summary is still printed)")
+    p.add_argument("--warm-start-from", default=None, metavar="EXPERIMENT[:SEARCH_RUN]",
+                   help="seed the searcher with an earlier search's evaluations that fit this space")
+    p.add_argument("--warm-start-top", type=int, default=0, metavar="K",
+                   help="evaluate that search's K best configurations first (they count in --num-samples)")
 
 
 def _build_parser() -> _Parser:
@@ -96,6 +100,11 @@ def _build_parser() -> _Parser:
     train.add_argument("--budget-unit", choices=BUDGET_UNITS, default=None)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--trainer", default=None, help="default: the one it was searched with")
+    # Issue 15: the retrained network in the MLflow Model Registry.
+    train.add_argument("--register-model", default=None, metavar="NAME",
+                       help="log the retrained network as an MLflow PyTorch model and register a new version of NAME")
+    train.add_argument("--mlflow-uri", default=None, help="where to register it (default: sqlite:///./mlflow.db)")
+    train.add_argument("--experiment", default=None, help="the run's experiment (default: the search's)")
 
     data = sub.add_parser("data", help="data sets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -123,6 +132,7 @@ def _cmd_search(args) -> int:
         seed=args.seed, ray_address=args.ray_address, mlflow_uri=args.mlflow_uri, experiment=args.experiment,
         trainer=args.trainer, data_dir=args.data_dir, storage_path=args.storage_path, max_failures=args.max_failures,
         dashboard_every=args.dashboard_every, trainer_kwargs=_trainer_args(args.trainer_arg),
+        warm_start_from=args.warm_start_from, warm_start_top=args.warm_start_top,
     )
     return _print_summary(run_search(settings, progress=not args.quiet), settings)
 
@@ -215,8 +225,24 @@ def _cmd_train(args) -> int:
                "budget_unit": args.budget_unit or payload.get("budget_unit") or "epochs", "seed": args.seed}
     if args.budget <= 0:
         raise UsageError(f"--budget must be positive, got {args.budget}")
+    registered = None
+    if args.register_model is not None and not args.register_model.strip():
+        raise UsageError("--register-model needs a model name")
+    if args.register_model and trainer not in (BUILTIN_TRAINER, BUILTIN_RETRAINER):
+        raise UsageError(f"--register-model needs the built-in trainer; {trainer} returns no network")
     try:
-        result = retrain(payload["config"], args.budget, trainer=trainer, **context)
+        if args.register_model:
+            from .registry_model import retrain_and_register
+            from .results import check_store_exists
+            from .settings import default_mlflow_uri
+
+            uri = args.mlflow_uri or default_mlflow_uri()
+            if args.mlflow_uri:
+                check_store_exists(uri)  # a mistyped SQLite path must not become a new store
+            result, registered = retrain_and_register(uri, args.register_model.strip(), payload, args.budget,
+                                                      context, experiment=args.experiment)
+        else:
+            result = retrain(payload["config"], args.budget, trainer=trainer, **context)
     except ValueError as exc:  # DatasetError and friends from the trainer: a user's input
         if type(exc).__name__ in ("DatasetError",):
             raise UsageError(str(exc)) from None
@@ -224,6 +250,9 @@ def _cmd_train(args) -> int:
     shown = {k: result[k] for k in ("val_error", "test_error", "budget", "budget_unit", "cost_s", "status",
                                     "n_params") if k in result}
     print(json.dumps(shown, indent=2))
+    if registered is not None:
+        print(f"registered {registered.model_uri} (run {registered.run_id}); load it with "
+              f"mlflow.pytorch.load_model({registered.model_uri!r})")
     return 0
 
 

@@ -49,6 +49,9 @@ class SearchSettings:
     max_failures: int = 0  # retries of a trial that raised
     dashboard_every: int = 10  # evaluations between live dashboard updates in MLflow
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)  # extra keywords for a user trainer
+    # Issue 15, warm start from an earlier search (warm_start.py):
+    warm_start_from: str | None = None  # "EXPERIMENT" or "EXPERIMENT:SEARCH_RUN"
+    warm_start_top: int = 0  # evaluate that search's best K configurations first
 
     @property
     def tracking_uri(self) -> str:
@@ -102,6 +105,13 @@ class SearchSettings:
             raise UsageError(f"--max-failures must be 0 or more, got {self.max_failures}")
         if self.dashboard_every < 1:
             raise UsageError(f"--dashboard-every must be at least 1, got {self.dashboard_every}")
+        if self.warm_start_top < 0:
+            raise UsageError(f"--warm-start-top must be 0 or more, got {self.warm_start_top}")
+        if self.warm_start_top and not self.warm_start_from:
+            raise UsageError("--warm-start-top needs --warm-start-from")
+        if self.warm_start_top and self.scheduler == "hpbandster":
+            raise UsageError("--warm-start-top is not available with --scheduler hpbandster (its master "
+                             "proposes every configuration); --warm-start-from alone works")
         if not self.experiment or not self.experiment.strip():
             raise UsageError("--experiment must not be empty")
         if self.builtin_trainer and self.dataset == "cifar10":

@@ -220,6 +220,13 @@ class SearchTracker:
         if batch:
             self._submit("search metrics", lambda: self.client.log_batch(self.parent_run_id, metrics=batch))
 
+    def set_search_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        batch = [RunTag(k, str(v)) for k, v in tags.items()]
+        if batch:
+            self._submit("search tags", lambda: self.client.log_batch(self.parent_run_id, tags=batch))
+
     def log_search_artifact(self, name: str, content: str | bytes) -> None:
         """Text or bytes (a PNG) as an artifact of the parent run, replacing an older version."""
         self._submit(f"artifact {name}", lambda: self._log_artifact(name, content))
