@@ -1,7 +1,8 @@
 """The search layer: settings, the Ray Tune wiring, MLflow tracking, export, and the CLI.
 
-Never imports torch: trainers are reached through import paths resolved in the workers
-(see trainer_api.py). Only ray_tune.py imports Ray.
+Never imports torch at module level: trainers are reached through import paths resolved in the
+workers (see trainer_api.py); registry_model.py imports it inside the one function that
+publishes a retrained network. Only ray_tune.py imports Ray.
 """
 
 from .api import SearchSummary, retrain, run_search
