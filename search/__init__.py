@@ -2,8 +2,9 @@
 
 No module here imports torch at import time: a trainer is named by an import path
 (trainer_api.py) and resolved where it runs, in a Ray worker for a search; the driver loads torch
-only for ``retrain`` (the ``train`` command) and ``--gpus-per-trial auto``'s memory planner. Only
-the ``ray_*`` modules import Ray; kde.py, BOHB's proposer, imports neither.
+only for ``retrain`` (the ``train`` command; registry_model.py publishes its network) and
+``--gpus-per-trial auto``'s memory planner. Only the ``ray_*`` modules import Ray; kde.py, BOHB's
+proposer, imports neither.
 """
 
 from .api import SearchSummary, retrain, run_search

@@ -98,6 +98,13 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
         cluster_tags = cluster.tags()
         log.warning("%s", cluster.line())
 
+    warm = None
+    if previous is None and settings.warm_start_from:  # issue 15: read before anything is written
+        from .warm_start import load_warm_start
+
+        warm = load_warm_start(settings.tracking_uri, settings.warm_start_from, space, settings.budget_unit,
+                               settings.warm_start_top)
+
     tracker = SearchTracker(settings.tracking_uri, settings.experiment, step_scale(rungs))
     observations: list[EvaluationRecord] = []
     run_settings = settings
@@ -139,7 +146,11 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
         tracker.interrupt = guard
         try:
             if run_settings.num_samples > 0:
-                if observations:
+                if warm is not None:
+                    tracker.set_search_tags({"jointsearch.warm_start_from": warm.source_run_id})
+                    extra = {"first_configs": warm.first_configs} if warm.first_configs else {}
+                    run_backend(run_settings, space, tracker, run_name, observations=warm.observations, **extra)
+                elif observations:
                     run_backend(run_settings, space, tracker, run_name, observations=observations)
                 else:
                     run_backend(run_settings, space, tracker, run_name)

@@ -25,7 +25,7 @@ from .errors import UsageError
 from .interrupt import SearchInterrupted
 from .recipes import RECIPES, apply_recipe
 from .settings import BUDGET_UNITS, SearchSettings
-from .trainer_api import BUILTIN_TRAINER, resolve
+from .trainer_api import BUILTIN_RETRAINER, BUILTIN_TRAINER, resolve
 
 
 class _Parser(argparse.ArgumentParser):
@@ -122,6 +122,11 @@ def _build_parser() -> _Parser:
                             "named in the configuration file runs only when given here too)")
     train.add_argument("--space", default=None,
                        help="the space to check a configuration file without its own space against")
+    # Issue 15: the retrained network in the MLflow Model Registry.
+    train.add_argument("--register-model", default=None, metavar="NAME",
+                       help="log the retrained network as an MLflow PyTorch model and register a new version of NAME")
+    train.add_argument("--mlflow-uri", default=None, help="where to register it (default: sqlite:///./mlflow.db)")
+    train.add_argument("--experiment", default=None, help="the run's experiment (default: the search's)")
 
     data = sub.add_parser("data", help="data sets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -299,8 +304,26 @@ def _cmd_train(args) -> int:
         resolve(trainer)
     if not 0 <= args.seed <= 2**31 - 1:
         raise UsageError(f"--seed must be 0 to {2**31 - 1}, got {args.seed}")
+    if args.budget <= 0:
+        raise UsageError(f"--budget must be positive, got {args.budget}")
+    registered = None
+    if args.register_model is not None and not args.register_model.strip():
+        raise UsageError("--register-model needs a model name")
+    if args.register_model and trainer not in (BUILTIN_TRAINER, BUILTIN_RETRAINER):
+        raise UsageError(f"--register-model needs the built-in trainer; {trainer} returns no network")
     try:
-        result = retrain(payload["config"], args.budget, trainer=trainer, **context)
+        if args.register_model:
+            from .registry_model import retrain_and_register
+            from .results import check_store_exists
+            from .settings import default_mlflow_uri
+
+            uri = args.mlflow_uri or default_mlflow_uri()
+            if args.mlflow_uri:
+                check_store_exists(uri)  # a mistyped SQLite path must not become a new store
+            result, registered = retrain_and_register(uri, args.register_model.strip(), payload, args.budget,
+                                                      context, experiment=args.experiment)
+        else:
+            result = retrain(payload["config"], args.budget, trainer=trainer, **context)
     except ValueError as exc:  # DatasetError and friends from the trainer: a user's input
         if type(exc).__name__ in ("DatasetError",):
             raise UsageError(str(exc)) from None
@@ -308,6 +331,9 @@ def _cmd_train(args) -> int:
     shown = {k: result[k] for k in ("val_error", "test_error", "budget", "budget_unit", "cost_s", "status",
                                     "n_params") if k in result}
     print(json.dumps(shown, indent=2))
+    if registered is not None:
+        print(f"registered {registered.model_uri} (run {registered.run_id}); load it with "
+              f"mlflow.pytorch.load_model({registered.model_uri!r})")
     return 0
 
 

@@ -177,6 +177,7 @@ class ConfigSpaceRandomSearcher(Searcher):
         self.max_concurrent = max_concurrent
         self.live: set[str] = set()
         self.seen: set[str] = set()  # configuration ids already evaluated (also before a resume)
+        self.first: list[dict] = []  # configurations to propose before sampling (warm_start.evaluate_first)
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         self.max_concurrent = max_concurrent
@@ -186,6 +187,10 @@ class ConfigSpaceRandomSearcher(Searcher):
         if self.max_concurrent and len(self.live) >= self.max_concurrent:
             return None
         self.live.add(trial_id)
+        if self.first:
+            config = self.first.pop(0)
+            self.seen.add(config_id(config))
+            return config
         for _ in range(100):
             config = config_dict(dict(self.space.sample_configuration()))
             if config_id(config) not in self.seen:
@@ -414,11 +419,12 @@ def init_ray(address: str | None) -> None:
 
 
 def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: str,
-             observations: Sequence = ()) -> dict[str, int]:
+             observations: Sequence = (), first_configs: Sequence = ()) -> dict[str, int]:
     """Run the search on Ray Tune; every result goes to ``tracker`` as it arrives.
 
-    ``observations`` are the evaluations of an interrupted search being resumed: the searcher
-    starts from them instead of from nothing.
+    ``observations`` are the evaluations of an interrupted search being resumed (or of an
+    earlier search, warm_start.py): the searcher starts from them instead of from nothing.
+    ``first_configs`` are proposed before anything else (``--warm-start-top``).
     """
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
@@ -441,7 +447,11 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
         taken = warm_start(searcher, get_preset(settings.scheduler), space, observations, settings.min_budget,
                            scheduler=scheduler, settings=settings)
         tracker.log_search_metrics({"warm_start_observations": taken})
-        log.warning("resumed: the %s searcher starts from %d earlier observations", settings.scheduler, taken)
+        log.warning("the %s searcher starts from %d earlier observations", settings.scheduler, taken)
+    if first_configs:
+        from .warm_start import evaluate_first
+
+        evaluate_first(searcher, list(first_configs))
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     from .ray_capacity import apply_capacity  # --gpus-per-trial auto, --time-budget, --gpu-hours
 

@@ -101,6 +101,12 @@ class SearchSettings:
     gpu_hours: float = setting(0.0, "start new configurations until H GPU-hours are nearly spent (replaces "
                                     "--num-samples); 0: none", metavar="H")
 
+    # Issue 15, warm start from an earlier search (warm_start.py):
+    warm_start_from: str | None = setting(None, "seed the searcher with an earlier search's evaluations that fit "
+                                                "this space", metavar="EXPERIMENT[:SEARCH_RUN]")
+    warm_start_top: int = setting(0, "evaluate that search's K best configurations first (they count in "
+                                     "--num-samples)", metavar="K")
+
     @property
     def gpu_packing(self) -> bool:
         """``--gpus-per-trial auto``: each configuration asks for the GPU memory it needs."""
@@ -191,6 +197,13 @@ class SearchSettings:
             raise UsageError(f"--fidelity must be one of {', '.join(FIDELITY_PROTOCOLS)}, got {self.fidelity!r}")
         if self.max_params < 0:
             raise UsageError(f"--max-params must be 0 (no limit) or a positive count, got {self.max_params}")
+        if self.warm_start_top < 0:
+            raise UsageError(f"--warm-start-top must be 0 or more, got {self.warm_start_top}")
+        if self.warm_start_top and not self.warm_start_from:
+            raise UsageError("--warm-start-top needs --warm-start-from")
+        if self.warm_start_top and self.scheduler == "hpbandster":
+            raise UsageError("--warm-start-top is not available with --scheduler hpbandster (its master "
+                             "proposes every configuration); --warm-start-from alone works")
         if not self.experiment or not self.experiment.strip():
             raise UsageError("--experiment must not be empty")
         if self.builtin_trainer and self.dataset == "cifar10" and cifar10_missing(self.data_dir):

@@ -9,7 +9,9 @@ trial with the ``MlflowClient`` and explicit run ids.
 Layout written here, read back by ``results.py``:
 
 - parent run (tag ``jointsearch.kind=search``): every setting as a param; ``space.json`` and
-  ``settings.json`` artifacts; summary metrics at the end.
+  ``settings.json`` artifacts; summary metrics at the end, among them the incumbent's
+  ``val_error`` and ``budget`` (mlflow_view.log_incumbent: the search's row in the UI). The
+  experiment is tagged for the UI's training view with two saved views (mlflow_view.py).
 - child run per trial (``mlflow.parentRunId`` = parent, ``jointsearch.kind=trial``): the
   configuration as params; ``val_error`` (and ``budget``, ``rung``, ``cost_s``, ``train_loss``...) with
   ``step = budget`` (times ``jointsearch.step_scale`` when budgets are fractional); tags

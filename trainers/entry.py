@@ -41,8 +41,8 @@ from .facts import FIDELITY_PROTOCOLS
 from .loop import TrainRecord, TrainSettings, train
 from .models import count_parameters
 
-__all__ = ["FIDELITY_PROTOCOLS", "INFEASIBLE", "evaluate", "retrain", "retrain_settings",
-           "schedule_settings", "scratch_t0"]
+__all__ = ["FIDELITY_PROTOCOLS", "INFEASIBLE", "evaluate", "example_inputs", "load_network", "retrain",
+           "retrain_settings", "schedule_settings", "scratch_t0"]
 
 #: How rung budgets are trained; see the module docstring. The first is the default.
 #: The status of a configuration that was never trained because it exceeds ``max_params``.
@@ -143,12 +143,38 @@ def retrain_settings(budget: float) -> TrainSettings:
 
 def retrain(config: dict, budget: float, *, dataset: str = "digits",
             data_dir: str | None = None, budget_unit: str = "epochs", seed: int = 0,
-            device: str | None = None, variant: str = "published") -> dict:
+            device: str | None = None, variant: str = "published", save_dir: str | None = None) -> dict:
     """Train ``config`` from scratch for ``budget`` (T0 = budget / 15, Tmult = 2: the paper's
     720 s for 10800 s, restarts at 720, 2160, 5040 s, annealed at the end) and also measure the
-    test error: the same dict as :func:`evaluate` plus ``"test_error"``."""
+    test error: the same dict as :func:`evaluate` plus ``"test_error"``. ``save_dir`` keeps the
+    trained network there (:func:`load_network` gives it back), for the caller to publish it."""
     data = _cached_dataset(dataset, data_dir, seed)
     settings = dataclasses.replace(retrain_settings(budget), variant=variant)
     record = train(config, budget, data, budget_unit=budget_unit, settings=settings, seed=seed,
-                   device=device, evaluate_test=True)
+                   device=device, evaluate_test=True, save_checkpoint=save_dir)
     return {**_result(record, budget), "test_error": float(record.test_error)}
+
+
+def load_network(config: dict, save_dir: str, *, dataset: str = "digits", data_dir: str | None = None,
+                 seed: int = 0):
+    """The network that ``retrain(..., save_dir=...)`` (or ``evaluate``) left in ``save_dir``: a plain
+    ``torch.nn.Module`` on the CPU in eval mode, taking images as :func:`example_inputs` gives them
+    (N x C x H x W floats, normalised as in training) and returning one logit per class.
+
+    Why a state dict rebuilt here rather than the module itself: the search layer, which
+    publishes the model, never builds networks and never imports torch at module level."""
+    import torch
+
+    from .loop import _load
+    from .models import build_model
+
+    data = _cached_dataset(dataset, data_dir, seed)
+    model = build_model(config, data.in_channels, data.num_classes)
+    model.load_state_dict(_load(save_dir, torch.device("cpu"))["model"])
+    return model.eval()
+
+
+def example_inputs(dataset: str = "digits", *, data_dir: str | None = None, seed: int = 0, n: int = 4):
+    """The first ``n`` validation images of a data set as a float32 numpy array, as the network takes them."""
+    data = _cached_dataset(dataset, data_dir, seed)
+    return data.val.x[:n].detach().cpu().float().numpy()
