@@ -403,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reverse", action="store_true",
                         help="take the slice's configurations last first (a second process on the same slice "
                              "meets the first in the middle; --merge keeps one row per configuration)")
+    parser.add_argument("--indices", default=None, help="only these configuration indices (comma-separated)")
     parser.add_argument("--log", default=None, help="append one JSON line per configuration / search run here")
     parser.add_argument("--merge", nargs="+", default=None, metavar="LOG",
                         help="no training: the tables and the JSON from these --log files")
@@ -435,8 +436,9 @@ def main(argv: list[str] | None = None) -> int:
             configs = sample_configs(args.configs, args.seed)
             log(f"part 1: {args.configs} configurations x {len(PROTOCOLS)} protocols at budgets {budgets}")
             order = list(enumerate(configs))
+            only = {int(x) for x in args.indices.split(",")} if args.indices else None
             for i, config in (reversed(order) if args.reverse else order):
-                if i % n != k:
+                if i % n != k or (only is not None and i not in only):
                     continue
                 row = evaluate_config(i, config, budgets, dataset=args.dataset, seed=args.seed,
                                       verify=args.verify, work=work)
