@@ -456,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
                                                         dataset=args.dataset)}
                     rows.append(row)
                     _append(log_path, row)
-    rank_rows = [r for r in rows if r.get("part") == "ranks"]
+    # one row per configuration (processes sharing a slice from both ends may both train one)
+    rank_rows = sorted({r["index"]: r for r in rows if r.get("part") == "ranks"}.values(), key=lambda r: r["index"])
     part2 = [r for r in rows if r.get("part") == "search"]
     part1 = summarise_ranks(rank_rows, budgets, args.seed) if rank_rows else {}
     if part1:
