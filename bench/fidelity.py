@@ -274,6 +274,72 @@ def run_bohb(protocol: str, seed: int, budgets: list[float], eta: float, total_e
 
 
 # ---------------------------------------------------------------------------------------------
+# Part 2b: Hyperband replayed on the part-1 table (a simulator backend, Syne Tune's idea)
+# ---------------------------------------------------------------------------------------------
+
+
+def replay_hyperband(rows: list[dict], protocol: str, seed: int, total_epochs: float, budgets: list[float],
+                     eta: float) -> dict[str, Any]:
+    """Hyperband (hpbandster's bracket sizes, random proposals drawn without replacement from
+    the part-1 configurations) replayed on the tabulated errors of ``protocol``, cut where its
+    training passes ``total_epochs`` as that protocol pays it (``bench.optimizers.truncate``).
+
+    The incumbent (``bench.optimizers.trajectory``: best observed on the largest budget seen)
+    is scored by its *reference* error: its validation error when trained from scratch at the
+    max budget (scratch's last column), the same yardstick for every protocol, i.e. what a
+    retrain of the chosen configuration would give.
+    """
+    from bench.optimizers import Evaluation, Problem, regret_at, trajectory, truncate
+
+    table = {row["index"]: {r["budget"]: (r["val_error"] if r["status"] == "ok" else math.inf)
+                            for r in row["results"][protocol]} for row in rows}
+    reference = {row["index"]: next((r["val_error"] for r in row["results"]["scratch"]
+                                     if r["budget"] == budgets[-1] and r["status"] == "ok"), 1.0)
+                 for row in rows}
+    s_max = len(budgets) - 1
+    order = list(np.random.default_rng(seed).permutation(sorted(table)))
+    evals, cost, it, pos = [], 0.0, 0, 0
+    while cost < total_epochs and pos < len(order):
+        s = s_max - it % (s_max + 1)
+        n0 = int(math.floor((s_max + 1) / (s + 1)) * eta ** s)
+        alive, pos = order[pos:pos + n0], pos + n0
+        previous = 0.0
+        for j, budget in enumerate(budgets[-s - 1:]):
+            for i in alive:
+                spent = budget if protocol == "scratch" else budget - previous
+                evals.append(Evaluation({"index": int(i)}, budget, table[i].get(budget, math.inf), spent))
+                cost += spent
+            keep = max(1, int(n0 * eta ** (-(j + 1))))
+            alive = sorted(alive, key=lambda i: table[i].get(budget, math.inf))[:keep]
+            previous = budget
+        it += 1
+    problem = Problem("replay", "unused:unused", lambda: None, budgets[0], budgets[-1],
+                      lambda config, observed: reference[config["index"]], threshold=0.0, cheap=True)
+    kept = truncate(evals, total_epochs)
+    points = trajectory(kept, problem)
+    return {"protocol": protocol, "seed": seed, "evaluations": len(kept),
+            "epochs_spent": sum(e.cost for e in kept),
+            "reference_error": regret_at(points, total_epochs / budgets[-1]),
+            "configurations_seen": len({e.config["index"] for e in kept})}
+
+
+def replay_rows(rows: list[dict], budgets: list[float], eta: float, totals: list[float],
+                seeds: int) -> tuple[list[list[Any]], list[dict]]:
+    """Every protocol replayed ``seeds`` times at each total (max-budget equivalents)."""
+    runs = [{"total": total, **replay_hyperband(rows, protocol, seed, total * budgets[-1], budgets, eta)}
+            for total in totals for protocol in PROTOCOLS for seed in range(seeds)]
+    table_rows = []
+    for total in totals:
+        for protocol in PROTOCOLS:
+            errors = [r["reference_error"] for r in runs if r["total"] == total and r["protocol"] == protocol]
+            seen = [r["configurations_seen"] for r in runs if r["total"] == total and r["protocol"] == protocol]
+            q = quantiles(errors)
+            table_rows.append([f"{total:g}", protocol, len(errors), f"{np.mean(errors):.4f}",
+                               f"{q[1]:.4f} [{q[0]:.4f}, {q[2]:.4f}]", f"{np.mean(seen):.1f}"])
+    return table_rows, runs
+
+
+# ---------------------------------------------------------------------------------------------
 # Tables and the command line
 # ---------------------------------------------------------------------------------------------
 
@@ -334,9 +400,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slice", default="0/1", metavar="K/N",
                         help="only configurations (part 1) and seeds (part 2) with index %% N == K, so N processes "
                              "can share the work; merge their --log files with --merge")
+    parser.add_argument("--reverse", action="store_true",
+                        help="take the slice's configurations last first (a second process on the same slice "
+                             "meets the first in the middle; --merge keeps one row per configuration)")
+    parser.add_argument("--indices", default=None, help="only these configuration indices (comma-separated)")
     parser.add_argument("--log", default=None, help="append one JSON line per configuration / search run here")
     parser.add_argument("--merge", nargs="+", default=None, metavar="LOG",
                         help="no training: the tables and the JSON from these --log files")
+    parser.add_argument("--replay-totals", default="3,6,10",
+                        help="totals (max-budget equivalents) at which Hyperband is replayed on the part-1 table")
+    parser.add_argument("--replay-seeds", type=int, default=200, help="replays per protocol and total")
     parser.add_argument("--quick", action="store_true", help="6 configurations, 1 seed, budgets 1,3, total 3")
     parser.add_argument("--out", default=None, help="JSON name under bench/results (default: fidelity)")
     args = parser.parse_args(argv)
@@ -362,8 +435,10 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tempfile.mkdtemp(prefix="bench-fidelity-"))
             configs = sample_configs(args.configs, args.seed)
             log(f"part 1: {args.configs} configurations x {len(PROTOCOLS)} protocols at budgets {budgets}")
-            for i, config in enumerate(configs):
-                if i % n != k:
+            order = list(enumerate(configs))
+            only = {int(x) for x in args.indices.split(",")} if args.indices else None
+            for i, config in (reversed(order) if args.reverse else order):
+                if i % n != k or (only is not None and i not in only):
                     continue
                 row = evaluate_config(i, config, budgets, dataset=args.dataset, seed=args.seed,
                                       verify=args.verify, work=work)
@@ -381,13 +456,23 @@ def main(argv: list[str] | None = None) -> int:
                                                         dataset=args.dataset)}
                     rows.append(row)
                     _append(log_path, row)
-    rank_rows = [r for r in rows if r.get("part") == "ranks"]
+    # one row per configuration (processes sharing a slice from both ends may both train one)
+    rank_rows = sorted({r["index"]: r for r in rows if r.get("part") == "ranks"}.values(), key=lambda r: r["index"])
     part2 = [r for r in rows if r.get("part") == "search"]
     part1 = summarise_ranks(rank_rows, budgets, args.seed) if rank_rows else {}
     if part1:
         print(f"\nSpearman rho of validation errors between budgets ({part1['configs']} configurations of tiny on "
               f"{args.dataset}, epochs {args.budgets}; 95% bootstrap CI)")
         print(table(["protocol", "budgets", "n", "rho", "CI / wall"], correlation_rows(part1)))
+    replay: list[dict] = []
+    if rank_rows and len(budgets) > 1:
+        totals = [float(t) for t in args.replay_totals.split(",")]
+        replay_table, replay = replay_rows(rank_rows, budgets, eta, totals, args.replay_seeds)
+        print(f"\nHyperband replayed on the table above ({len(rank_rows)} configurations, random proposals without "
+              f"replacement, {args.replay_seeds} seeds per cell): the incumbent's validation error when trained "
+              f"from scratch at {budgets[-1]:g} epochs")
+        print(table(["total (max budgets)", "protocol", "seeds", "mean", "median [25%, 75%]", "configs seen"],
+                    replay_table))
     if part2:
         seeds = sorted({r["seed"] for r in part2})
         print(f"\nBOHB (hpbandster) on tiny/{args.dataset} at {args.total:g} max-budget equivalents "
@@ -398,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_json("fidelity", {"mode": "quick" if args.quick else "full", "configs": part1.get("configs", 0),
                                    "seeds": sorted({r["seed"] for r in part2}), "total": args.total,
                                    "budgets": budgets, "dataset": args.dataset, "rank_correlation": part1,
-                                   "search": part2, "wall_s": time.time() - started}, args.out)
+                                   "replay": replay, "search": part2, "wall_s": time.time() - started}, args.out)
     print(f"\nwrote {path}")
     return 0
 

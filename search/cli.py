@@ -219,7 +219,7 @@ def _cmd_spaces(args) -> int:
 
     if args.spaces_command == "list":
         for entry in spaces.entries():
-            print(f"{entry.name:<10} {len(entry.factory()):>3} hyperparameters  {entry.description}")
+            print(f"{entry.name:<13} {len(entry.factory()):>3} hyperparameters  {entry.description}")
         return 0
     space = spaces.load_space(args.space)
     print(spaces.to_json(space) if args.format == "json" else spaces.describe(space))

@@ -14,6 +14,14 @@ Context keywords are passed only when the function's signature accepts them (or 
 - every key of ``SearchSettings.trainer_context()``: dataset, data_dir, budget_unit,
   max_budget and seed (what the built-in trainer needs), plus the search's ``trainer_kwargs``
   (``--trainer-arg KEY=VALUE``).
+- ``fidelity`` (restarts | scratch | continue), ``rungs`` (the search's rung budgets, ascending)
+  and ``max_params`` (0: no limit): how the built-in trainer schedules each rung and which
+  networks it refuses. Under ``scratch`` no ``checkpoint_dir`` is ever passed. A trainer may
+  answer ``status="infeasible"`` with a ``reason`` for a configuration it will not train: the
+  search records it as a failed run (``failure_kind=infeasible``) with no evaluation and no
+  budget (search/infeasible.py).
+- Any result may say ``budget_spent``, the budget this call really trained; the search fills it
+  in (the budget less the checkpoint's) when the trainer does not.
 
 A minimal user trainer is therefore ``def fn(config, budget): return error``.
 """
