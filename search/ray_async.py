@@ -226,7 +226,8 @@ class KDESearcher(Searcher):
 
     ``gate`` (the scheduler's ``wants_new_trial``) says whether a new configuration should start
     now; ``rung_budgets`` maps a result's rung to the budget the model files it under. Every
-    proposal's origin is kept in ``proposals`` (trial id -> "model" | "random") for MLflow.
+    proposal's origin is kept in ``proposals`` (trial id -> "model" | "random" | "warm_start") for
+    MLflow; ``first`` holds configurations to propose before the model's (``--warm-start-top``).
     """
 
     def __init__(self, space, *, rung_budgets: Sequence[float], seed: int | None = None,
@@ -238,6 +239,7 @@ class KDESearcher(Searcher):
         self.configs: dict[str, dict] = {}
         self.proposals: dict[str, str] = {}
         self.reached: dict[str, int] = {}  # trial id -> last rung reported
+        self.first: list[dict] = []  # warm_start.evaluate_first
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
@@ -245,6 +247,10 @@ class KDESearcher(Searcher):
     def suggest(self, trial_id: str):
         if self.gate is not None and not self.gate():
             return None
+        if self.first:
+            config = dict(self.first.pop(0))
+            self.configs[trial_id], self.proposals[trial_id] = config, "warm_start"
+            return dict(config)
         proposal = self.proposer.propose()
         self.configs[trial_id] = proposal.config
         self.proposals[trial_id] = proposal.kind

@@ -104,7 +104,8 @@ def trainable(config: dict, plan: TrialPlan) -> None:
                 metrics["val_error"] = float("inf")  # schedulers sort on it; MLflow skips it
             (out / META_FILE).write_text(json.dumps({"budget": budget, "rung": rung}))
             metrics.update(budget=budget, rung=rung, node=node, **{PROGRESS_KEY: budget / plan.min_budget})
-            # When and where each evaluation ran, in Tune's result.json (clusters: was it parallel?)
+            # When and where each evaluation ran, in Tune's result.json and as MLflow metrics
+            # (clusters and simulated GPUs: did evaluations run at the same time?)
             metrics.update(started_at=started, ended_at=time.time())
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(out)))
             if state_dir is not None:
@@ -237,7 +238,7 @@ def _not_trainer_keys() -> frozenset[str]:
 
     return frozenset(AUTO_RESULT_KEYS) | {"done", "budget", "rung", PROGRESS_KEY, "trial_id", "experiment_tag",
                                           "should_checkpoint", "hyperband_info", "iterations_since_restore", "node",
-                                          "reason", "started_at", "ended_at"}
+                                          "reason"}
 
 
 def _bracket_tags(scheduler, trial) -> dict[str, str]:
@@ -353,21 +354,6 @@ def _concurrency_limit(settings: SearchSettings) -> int | None:
 _USER_PENDING_LIMIT = os.environ.get("TUNE_MAX_PENDING_TRIALS_PG")
 
 
-def _pending_trials_limit(settings: SearchSettings) -> int | None:
-    """How many trials Tune may keep waiting for resources (TUNE_MAX_PENDING_TRIALS_PG).
-
-    Tune starts a trial only once it is pending, and its local default of one pending trial fills
-    one slot per scheduling step: with 8 GPUs most stayed idle (issue 11). On a local runtime the
-    limit is the number of trial slots the resources give (None: leave Tune's choice, as on a
-    cluster, where nodes may still join).
-    """
-    if settings.ray_address:
-        return None
-    from .ray_async import trial_slots
-
-    return trial_slots(settings.cpus_per_trial, settings.gpus_per_trial, settings.max_concurrent)
-
-
 class _InterruptStopper(Stopper):
     """Ends the whole Tune run once a SIGINT/SIGTERM was seen (search/interrupt.py)."""
 
@@ -382,16 +368,18 @@ class _InterruptStopper(Stopper):
 
 
 def _pending_trials_limit(settings: SearchSettings) -> int | None:
-    """How many trials Tune may keep waiting for resources at once on a cluster (None: leave it).
+    """How many trials Tune may keep waiting for resources at once (TUNE_MAX_PENDING_TRIALS_PG);
+    None leaves Tune's choice (the user set the variable themselves).
 
-    With a searcher of its own Tune places one trial at a time (``TUNE_MAX_PENDING_TRIALS_PG``
-    "auto" is 1 unless the searcher is a ConcurrencyLimiter): on a cluster each placement waits
-    for an actor to start on some node, so free slots stay empty for seconds each. Allow as many
-    pending trials as the cluster has slots for this search's requests (CPUs and GPUs per trial,
-    the smallest packing fraction for ``auto``, ``--max-concurrent``).
+    With a searcher of its own Tune places one trial at a time ("auto" is 1 unless the searcher is
+    a ConcurrencyLimiter), so free slots fill one per scheduling step: on a simulated 8-GPU node
+    most stayed idle, and on a cluster each placement waits for an actor to start on some node.
+    Allow as many pending trials as the runtime has slots for this search's requests (CPUs and
+    GPUs per trial, the smallest packing fraction for ``auto``, ``--max-concurrent``), on a local
+    runtime and on a cluster alike.
     """
-    if not settings.ray_address:
-        return None  # the local runtime is init_ray's business
+    if _USER_PENDING_LIMIT is not None:
+        return None
     import ray
 
     total = ray.cluster_resources()
@@ -436,12 +424,6 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
     rungs = tuple(rung_budgets(settings.min_budget, settings.max_budget, settings.eta))
     timeouts = tuple(timeout_for(b, settings.budget_unit, getattr(settings, "eval_timeout", None)) for b in rungs)
     plan = TrialPlan(settings.trainer, settings.trainer_context(), rungs, settings.min_budget, timeouts)
-    pending = _pending_trials_limit(settings)
-    if _USER_PENDING_LIMIT is None:  # Tune reads it when the search starts; None: Tune's own "auto"
-        if pending is None:
-            os.environ.pop("TUNE_MAX_PENDING_TRIALS_PG", None)  # not what an earlier local search set
-        else:
-            os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(pending)
     searcher, scheduler = _searcher_and_scheduler(settings, space)
     if observations:
         taken = warm_start(searcher, get_preset(settings.scheduler), space, observations, settings.min_budget,
