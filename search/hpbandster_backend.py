@@ -427,12 +427,33 @@ def run_hpbandster(settings: SearchSettings, space, tracker: SearchTracker, run_
     return {"trials": result_logger.n_configs, "errors": result_logger.n_failed_jobs}
 
 
+def _quiet_late_pyro_callbacks() -> None:
+    """A worker that finishes its job after the master stopped (a search interrupted mid-job)
+    reports back from a Pyro one-way thread to a dispatcher that is gone. That CommunicationError
+    is expected at shutdown, not a failure: log it instead of printing a thread traceback."""
+    import Pyro4.errors
+
+    previous = threading.excepthook
+    if getattr(previous, "jointsearch_quiet", False):
+        return
+
+    def hook(args) -> None:
+        if args.exc_type is not None and issubclass(args.exc_type, Pyro4.errors.CommunicationError):
+            log.debug("a worker reported after the master stopped: %s", args.exc_value)
+            return
+        previous(args)
+
+    hook.jointsearch_quiet = True
+    threading.excepthook = hook
+
+
 def _shutdown(master, workers: list, nameserver) -> None:
     """Master (and through it the workers), then any worker it never discovered, then the nameserver.
 
     Order matters: a stopping worker and the dispatcher unregister from the nameserver on
     their way out, so it must outlive them.
     """
+    _quiet_late_pyro_callbacks()
     if master is not None:
         try:
             master.shutdown(shutdown_workers=True)

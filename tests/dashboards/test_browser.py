@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import urllib.parse
 from pathlib import Path
 
 import mlflow
