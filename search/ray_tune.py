@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,8 @@ from jointsearch.spaces.io import optuna_distribution  # noqa: E402
 from .budgets import PROGRESS_KEY, rung_budgets
 from .eval_timeout import call_with_timeout, timeout_for
 from .ray_checkpoints import CheckpointPruner
+from .scratch import sweep as sweep_scratch
+from .scratch import trial_work_dir
 from .presets import get_preset
 from .settings import SearchSettings
 from .tracking import SearchTracker, config_id
@@ -73,7 +74,7 @@ def trainable(config: dict, plan: TrialPlan) -> None:
     fn = resolve(plan.trainer)
     config = config_dict(config)
     node = ray.get_runtime_context().get_node_id()[:12]  # which node ran which rung (clusters)
-    work = Path(tempfile.mkdtemp(prefix="jointsearch-trial-"))
+    work = trial_work_dir()  # scratch.py: a worker killed before the `finally` leaks nothing for good
     try:
         state_dir: Path | None = None
         done = 0.0
@@ -465,6 +466,7 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
     try:
         grid = tuner.fit()
     finally:
+        sweep_scratch()  # folders of workers killed during the search (this host's only)
         if pending and before is None:
             del os.environ["TUNE_MAX_PENDING_TRIALS_PG"]
         elif pending:
