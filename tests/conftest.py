@@ -125,7 +125,8 @@ def ray_runtime():
     import ray
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private, loopback-only test runtime
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # address="local": never join a cluster that another test (or xdist worker) started on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
 

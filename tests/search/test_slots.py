@@ -22,7 +22,7 @@ SCRIPT = """
 import os, sys
 import ray
 from jointsearch.search import SearchSettings, run_search
-ray.init(num_cpus=8, num_gpus=8, include_dashboard=False, log_to_driver=False)
+ray.init(address="local", num_cpus=8, num_gpus=8, include_dashboard=False, log_to_driver=False)
 run_search(SearchSettings(scheduler=sys.argv[1], space="tiny", min_budget=1, max_budget=9, eta=3, num_samples=16,
                           seed=3, gpus_per_trial=1, cpus_per_trial=1, mlflow_uri=sys.argv[2], experiment="slots",
                           storage_path=sys.argv[3], trainer="jointsearch.search.testing:fake_trainer",
