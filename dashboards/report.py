@@ -194,6 +194,31 @@ def _params_section(records: Sequence[EvaluationRecord]) -> str:
     return _section("Validation error vs parameter count", body, "params")
 
 
+def _budget_decisions_section(decisions: Sequence[Mapping[str, Any]]) -> str:
+    """Issue 14: each rung the adaptive budgets dropped or restored, with the rank correlation
+    (against the top rung it was compared with) and the interval that caused it."""
+    rows = []
+    for d in decisions:
+        verb = "dropped" if d.get("action") == "drop" else "restored"
+        ci = f"[{_num(d.get('ci_low'), 2)}, {_num(d.get('ci_high'), 2)}]"
+        rows.append([_esc(d.get("step")), _esc(verb), _num(d.get("budget")), _num(d.get("top_budget")),
+                     _num(d.get("spearman"), 2), ci, _esc(d.get("n_pairs")), _num(d.get("effective_min_budget"))])
+    lines = [f"<li>after {_esc(d.get('step'))} evaluations: budget {_num(d.get('budget'))} "
+             f"{'dropped' if d.get('action') == 'drop' else 'restored'}: Spearman ρ with budget "
+             f"{_num(d.get('top_budget'))} = {_num(d.get('spearman'), 2)}, CI "
+             f"[{_num(d.get('ci_low'), 2)}, {_num(d.get('ci_high'), 2)}] on {_esc(d.get('n_pairs'))} "
+             f"configurations; effective minimum budget now {_num(d.get('effective_min_budget'))}</li>"
+             for d in decisions]
+    body = [_note("A rung is dropped (configurations pass through it without being ranked, and the model "
+                  "does not fit on it) when the upper bound of the interval of its rank correlation with "
+                  "the highest rung is below the drop threshold, and restored when the lower bound is "
+                  "above the restore threshold (see the README, \"Adaptive budgets\")."),
+            f"<ul>{''.join(lines)}</ul>",
+            _table(["after evaluations", "decision", "budget", "compared with budget", "Spearman ρ", "CI",
+                    "pairs", "effective min budget"], rows, text_cols=2)]
+    return _section("Adaptive budgets", "\n".join(body), "adaptive-budgets")
+
+
 def render_report(
     records: Sequence[EvaluationRecord],
     *,
@@ -201,6 +226,7 @@ def render_report(
     space: Any | None = None,
     best: EvaluationRecord | Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | None = None,
+    budget_decisions: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """The whole report as one HTML string.
 
@@ -208,6 +234,8 @@ def render_report(
     best configuration shown (an :class:`EvaluationRecord`, or a plain mapping of
     hyperparameters such as an exported configuration); by default it is
     :func:`~jointsearch.dashboards.analysis.best_configuration`. ``settings`` is shown as given.
+    ``budget_decisions`` (dicts with the fields of ``search.adaptive_budgets.BudgetDecision``)
+    adds an "Adaptive budgets" section when there are any.
     """
     records = list(records)
     if best is None:
@@ -216,6 +244,7 @@ def render_report(
         _settings_section(settings, len(records)),
         _best_section(best),
         _rank_section(records),
+        *([_budget_decisions_section(budget_decisions)] if budget_decisions else []),
         _importance_section(records, space),
         _incumbent_section(records),
         _budget_section(records),

@@ -15,7 +15,9 @@ What is the same as hpbandster, on purpose (its defaults included):
   infeasible evaluation) is stored as +inf, so it is a bad point for the model;
 - a model exists for a budget once it has ``min_points_in_model`` (dims + 1) observations and
   both the good and the bad set have more rows than there are dimensions; proposals use the
-  model of the LARGEST budget that has one;
+  model of the LARGEST budget that has one (among the budgets not marked ``untrusted``: the
+  adaptive budgets of issue 14 exclude rungs that do not agree with the top; with none
+  trusted and ready, proposals are random);
 - good = the best ``max(min_points, top_n_percent % of n)``, bad = the next
   ``max(min_points, (100 - top_n_percent) % of n)``; inactive values are imputed from a random
   row of the same set that has the value active (else a random valid value);
@@ -162,6 +164,9 @@ class KDEProposer:
         self._models: dict[float, tuple[_Density, _Density]] = {}
         self._dirty: set[float] = set()
         self._plain = not self.space.conditions and not self.space.forbidden_clauses
+        # Issue 14: budgets whose rankings disagree with the top (adaptive_budgets.py); their
+        # observations are kept, but no model is fitted on them.
+        self.untrusted: set[float] = set()
 
     # -- observations -----------------------------------------------------------------------
 
@@ -197,8 +202,10 @@ class KDEProposer:
         return n >= self.min_points_in_model and min(n_good, n) > dims and min(n_bad, max(0, n - n_good)) > dims
 
     def model_budget(self) -> float | None:
-        """The largest budget with enough observations for a model (None: proposals are random)."""
-        ready = [b for b, losses in self._losses.items() if self._can_fit(len(losses))]
+        """The largest budget with enough observations for a model (None: proposals are random),
+        among the budgets not ``untrusted``."""
+        ready = [b for b, losses in self._losses.items() if self._can_fit(len(losses))
+                 and not any(abs(b - u) <= 1e-9 * max(1.0, abs(u)) for u in self.untrusted)]
         return max(ready) if ready else None
 
     # -- the model ----------------------------------------------------------------------------

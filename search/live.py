@@ -50,6 +50,7 @@ class LiveDashboards:
         self.n_bootstrap = n_bootstrap
         self.records: list[EvaluationRecord] = []
         self.refreshes = 0
+        self.budget_decisions: list[dict] = []  # issue 14: the adaptive budgets' decisions, for the report
 
     def add(self, record: EvaluationRecord) -> None:
         self.records.append(record)
@@ -96,4 +97,5 @@ class LiveDashboards:
         from jointsearch.dashboards.report import render_report
 
         self.log_artifact("report.html", render_report(records, title=self.title, space=self.space,
-                                                       settings=self.settings))
+                                                       settings=self.settings,
+                                                       budget_decisions=self.budget_decisions))
