@@ -125,8 +125,9 @@ def hartmann6_regret(config: dict) -> float:
 # ``theta_b = arccos(agreement) * (1 - z)``, z the budget's position between min and max on a log
 # scale. So the top budget is u itself (plus noise) and the lowest agrees with it by about
 # ``agreement / (1 + noise^2)``: 1 = every budget agrees, 0 = independent, -1 = inverted.
-# Neighbours on a grid of 4 rungs agree by ``cos(arccos(agreement) / 3) / (1 + noise^2)``:
-# agreement -0.1 and noise 0.35 give about -0.1 lowest-vs-highest and 0.76 between neighbours.
+# Measured on 1,000 random configurations, budgets 1, 3, 9, 27:
+# agreement 0 (noise 0.35) gives -0.09 lowest vs highest, 0.73-0.74 between neighbours; -0.9 gives
+# -0.80 and 0.48-0.58; 1 gives 0.87-0.89 everywhere.
 # v is Hartmann-6 at a shifted and permuted point (rank correlation with u: -0.05). Regret is
 # Hartmann-6's, at the top: ``f* - f(x)``.
 
@@ -152,7 +153,7 @@ def mixed_hartmann6_space() -> ConfigurationSpace:
     return space
 
 
-def mixed_hartmann6(config: dict, budget: float, agreement: float = -0.1, noise: float = 0.35,
+def mixed_hartmann6(config: dict, budget: float, agreement: float = 0.0, noise: float = 0.35,
                     min_budget: float = MIXED_BUDGETS[0], max_budget: float = MIXED_BUDGETS[1], seed: int = 0,
                     **_: Any) -> float:
     """The observed value at ``budget``; ``agreement`` in [-1, 1] sets how the lowest budget ranks

@@ -102,3 +102,12 @@ def hanging_trainer(config: dict, budget: float, *, hang_every: int = 2, hang_bu
         while True:
             time.sleep(3600)
     return fake_trainer(config, budget, **context)
+
+
+def low_budget_inverted_trainer(config: dict, budget: float, *, invert_below: float = 3.0, **kwargs: Any) -> dict:
+    """:func:`fake_trainer` whose budgets below ``invert_below`` rank configurations upside down
+    (``1 - error``): the adaptive budgets' case (issue 14), in a real search."""
+    metrics = fake_trainer(config, budget, **kwargs)
+    if budget < invert_below:
+        metrics["val_error"] = 1.0 - metrics["val_error"]
+    return metrics
