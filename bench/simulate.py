@@ -50,6 +50,7 @@ class SimTrial:
     status: str = "PENDING"
     rung: int = -1  # last rung reported
     trained: float = 0.0  # budget trained so far
+    started: float = 0.0  # simulated clock when its current evaluation started
 
 
 @dataclass
@@ -60,7 +61,8 @@ class SimEvaluation:
     budget: float
     value: float
     cost: float  # budget units trained for this evaluation
-    finished: float  # simulated clock
+    started: float  # simulated clock
+    finished: float
 
 
 @dataclass
@@ -104,6 +106,7 @@ def simulate_bohb(objective: Callable[[dict, float], float], space, budgets: lis
 
     def start(trial: SimTrial) -> None:
         trial.status = "RUNNING"
+        trial.started = clock
         nxt = trial.rung + 1
         heapq.heappush(events, (clock + (budgets[nxt] - trial.trained) * rng.uniform(0.8, 1.2), next(order), trial))
 
@@ -136,7 +139,8 @@ def simulate_bohb(objective: Callable[[dict, float], float], space, budgets: lis
         cost = budgets[rung] - trial.trained
         spent += cost
         trial.rung, trial.trained = rung, budgets[rung]
-        evaluations.append(SimEvaluation(trial.trial_id, trial.config, rung, budgets[rung], value, cost, clock))
+        evaluations.append(SimEvaluation(trial.trial_id, trial.config, rung, budgets[rung], value, cost, trial.started,
+                                         clock))
         result = {"rung": rung, "budget": budgets[rung], "val_error": value if ok else math.inf,
                   "status": "ok" if ok else "failed"}
         searcher.on_trial_result(trial.trial_id, result)
