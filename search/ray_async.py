@@ -282,7 +282,8 @@ class KDESearcher(Searcher):
 
     ``gate`` (the scheduler's ``wants_new_trial``) says whether a new configuration should start
     now; ``untrusted`` (the scheduler's ``dropped_budgets``) lists budgets whose observations
-    must not steer proposals and ``pooled`` fits one model on all the others together (issue 14); ``rung_budgets`` maps a result's rung to the budget the model files it under. Every
+    must not steer proposals (issue 14; ``pooled``: kde.py's experimental pooled model, off);
+    ``rung_budgets`` maps a result's rung to the budget the model files it under. Every
     proposal's origin is kept in ``proposals`` (trial id -> "model" | "random" | "warm_start") for
     MLflow; ``first`` holds configurations to propose before the model's (``--warm-start-top``).
     """
@@ -292,7 +293,7 @@ class KDESearcher(Searcher):
                  pooled: bool = False, **kde: Any):
         super().__init__(metric="val_error", mode="min")
         self.proposer = KDEProposer(space, seed=seed, **kde)
-        self.proposer.pooled = pooled  # issue 14: one model over every trusted budget (kde.py)
+        self.proposer.pooled = pooled  # issue 14, measured, off in every preset (kde.py)
         self.rung_budgets = tuple(float(b) for b in rung_budgets)
         self.gate = gate
         self.untrusted = untrusted  # issue 14: budgets the model must not fit on (the scheduler's dropped rungs)

@@ -42,7 +42,7 @@ def build_bohb(settings, space):
     scheduler = AsyncSuccessiveHalving(n_rungs=len(rungs), eta=settings.eta, num_samples=settings.num_samples,
                                        slots=slots, adaptive=adaptive)
     searcher = KDESearcher(space, rung_budgets=rungs, seed=settings.seed, gate=scheduler.wants_new_trial,
-                           untrusted=scheduler.dropped_budgets, pooled=adaptive is not None)
+                           untrusted=scheduler.dropped_budgets)
     return searcher, scheduler
 
 

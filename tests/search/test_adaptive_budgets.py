@@ -252,11 +252,11 @@ class TestModelOnTrustedBudgets:
         from jointsearch.spaces import get
 
         searcher, scheduler = build_bohb(make_settings(scheduler="bohb"), get("tiny"))
-        assert scheduler.adaptive is not None and searcher.proposer.pooled
+        assert scheduler.adaptive is not None and not searcher.proposer.pooled
         scheduler.adaptive.n_dropped = 1
         assert searcher.untrusted() == [1.0]
         searcher, scheduler = build_bohb(make_settings(scheduler="bohb", adaptive_budgets="off"), get("tiny"))
-        assert scheduler.adaptive is None and not searcher.proposer.pooled
+        assert scheduler.adaptive is None and searcher.untrusted() == []
 
 
 class TestSetting:
