@@ -271,8 +271,7 @@ def run_jointsearch(preset: str, problem: Problem, seed: int, total: float, eta:
     from jointsearch.search import SearchSettings, read_search, run_search
     from jointsearch.spaces import to_json
 
-    preset, _, adaptive = preset.partition("/")
-
+    preset, _, adaptive = preset.partition("/")  # "bohb/off": --adaptive-budgets off
     work = Path(tempfile.mkdtemp(prefix=f"{preset}-{seed}-", dir=tmp))
     space_file = work / f"{problem.name}.json"
     space_file.write_text(to_json(problem.space()))
