@@ -555,8 +555,9 @@ def main(argv: list[str] | None = None) -> int:
         presets = [p for p in presets if p.partition("/")[0] == "bohb"]
     if args.peers is not None:
         peers = [p for p in peers if p in args.peers]
-    print(f"mode: {'quick' if quick else 'full'}; seeds: {seeds}; total budget per run: {total:g} max-budget "
-          f"equivalents; problems: {', '.join(names)}")
+    print(f"mode: {'quick' if quick else 'full'}; engine: {args.engine}; seeds: {seeds}; total budget per run: "
+          f"{total:g} max-budget equivalents (problems with their own, e.g. mixed_hartmann6's 16, use theirs "
+          f"unless --total is given); problems: {', '.join(names)}")
     print(f"jointsearch presets run: {', '.join(presets) or '(none)'}; "
           f"not available yet (skipped): {', '.join(skipped) or 'none'}")
     print(f"peers run directly: {', '.join(peers)}\n", flush=True)
