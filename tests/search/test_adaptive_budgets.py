@@ -299,3 +299,15 @@ def test_a_real_search_logs_its_decisions_and_the_report_explains_them(ray_runti
     assert 'id="adaptive-budgets"' in html and "budget 1 dropped" in html
     live = client.download_artifacts(summary.search_run_id, "report.html")
     assert "budget 1 dropped" in open(live).read()  # the report written at the end of the search too
+
+
+def test_the_report_has_a_line_per_decision_and_no_section_without_any():
+    from jointsearch.dashboards.report import render_report
+
+    adaptive = AdaptiveBudgets(BUDGETS)
+    feed(adaptive, [(float(i), float(-i)) for i in range(MIN_PAIRS)])
+    feed(adaptive, [(100.0 + i, 100.0 + i) for i in range(200)], start=MIN_PAIRS)
+    html = render_report([], title="t", budget_decisions=[d.to_json() for d in adaptive.decisions])
+    assert 'id="adaptive-budgets"' in html
+    assert "budget 1 dropped: Spearman ρ with budget 27 = -1" in html and "budget 1 restored" in html
+    assert "adaptive-budgets" not in render_report([], title="t")
