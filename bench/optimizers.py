@@ -655,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in targets["lines"]:
         print(line)
     path = write_json("optimizers", name=args.out, payload={
-        "mode": "quick" if quick else "full", "engine": args.engine, "seeds": seeds, "total_max_budgets": total, "eta": args.eta,
+        "mode": "quick" if quick else "full", "engine": args.engine, "seeds": seeds, "total_max_budgets": total,
+        "eta": args.eta,
         "jointsearch_presets": presets, "presets_skipped": skipped, "peers": peers,
         "wall_s_total": time.time() - started_all, "results": results, "targets": targets})
     print(f"\nwrote {path}")
