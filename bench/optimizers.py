@@ -69,6 +69,7 @@ class Problem:
     cheap: bool  # in-process evaluation takes microseconds (random search can run long)
     kwargs: dict = field(default_factory=dict)  # extra trainer keywords
     regret_label: str = "regret"
+    total: float | None = None  # max-budget equivalents per run, when the problem has its own (issue 14)
 
 
 def _space_of(name: str) -> Callable[[], Any]:
@@ -90,6 +91,17 @@ def make_problems(quick: bool) -> dict[str, Problem]:
             "hartmann6", "bench.problems:hartmann6", problems.hartmann6_space, 9.0, top,
             lambda c, v: problems.hartmann6_regret(c), threshold=1.0, cheap=True,
             kwargs={"min_budget": 9.0, "max_budget": top}),
+        # Issue 14: low budgets that rank configurations unlike the top one (the paper's table):
+        # lowest vs highest about -0.1, neighbours about 0.7-0.8; budgets 1..27, 16 max-budgets.
+        "mixed_hartmann6": Problem(
+            "mixed_hartmann6", "bench.problems:mixed_hartmann6", problems.mixed_hartmann6_space, 1.0, 27.0,
+            lambda c, v: problems.mixed_hartmann6_regret(c), threshold=1.0, cheap=True,
+            kwargs={"min_budget": 1.0, "max_budget": 27.0, "agreement": 0.0}, total=16.0),
+        # ... and one whose lowest budget is inverted (about -0.8 against the top).
+        "inverted_hartmann6": Problem(
+            "inverted_hartmann6", "bench.problems:mixed_hartmann6", problems.mixed_hartmann6_space, 1.0, 27.0,
+            lambda c, v: problems.mixed_hartmann6_regret(c), threshold=1.0, cheap=True,
+            kwargs={"min_budget": 1.0, "max_budget": 27.0, "agreement": -0.9}, total=16.0),
         "digits_tiny": Problem(
             "digits_tiny", "jointsearch.trainers.entry:evaluate", _space_of("tiny"), 1.0, 9.0,
             lambda c, v: v, threshold=0.04, cheap=False, kwargs={"dataset": "digits"},
@@ -118,6 +130,7 @@ class RunResult:
     evaluations: list[Evaluation]
     wall_s: float
     note: str = ""
+    decisions: list = field(default_factory=list)  # adaptive budgets' decisions (simulated engine)
 
 
 def rung_budgets(problem: Problem, eta: float) -> list[float]:
@@ -230,11 +243,35 @@ def hyperband_cost_per_trial(min_budget: float, max_budget: float, eta: float) -
     return cost / max_t / trials
 
 
+def contender_name(preset: str) -> str:
+    """``bohb/off``: the bohb preset with ``--adaptive-budgets off`` (issue 14)."""
+    name, _, adaptive = preset.partition("/")
+    return f"jointsearch {name}" + (f" (adaptive budgets {adaptive})" if adaptive else "")
+
+
+def run_simulated(preset: str, problem: Problem, seed: int, total: float, eta: float, slots: int = 2) -> RunResult:
+    """The bohb preset's own scheduler and searcher in bench/simulate.py's discrete-event
+    controller instead of Ray (``--engine simulated``): seconds per run instead of minutes."""
+    from bench.simulate import simulate_bohb
+
+    name, _, adaptive = preset.partition("/")
+    if name != "bohb":
+        raise ValueError(f"--engine simulated runs the bohb preset only, not {name}")
+    evaluate = Evaluator(problem, seed, Path("."))
+    started = time.time()
+    out = simulate_bohb(lambda c, b: evaluate(c, b), problem.space(), rung_budgets(problem, eta), eta=eta,
+                        slots=slots, num_samples=100_000, seed=seed, adaptive=adaptive != "off", stop_after=total)
+    evals = [Evaluation(dict(e.config), e.budget, e.value, e.cost) for e in out["evaluations"]]
+    return RunResult(contender_name(preset), problem.name, seed, evals, time.time() - started,
+                     decisions=out["decisions"])
+
+
 def run_jointsearch(preset: str, problem: Problem, seed: int, total: float, eta: float, num_samples: int,
                     tmp: Path) -> RunResult:
     from jointsearch.search import SearchSettings, read_search, run_search
     from jointsearch.spaces import to_json
 
+    preset, _, adaptive = preset.partition("/")  # "bohb/off": --adaptive-budgets off
     work = Path(tempfile.mkdtemp(prefix=f"{preset}-{seed}-", dir=tmp))
     space_file = work / f"{problem.name}.json"
     space_file.write_text(to_json(problem.space()))
@@ -245,7 +282,8 @@ def run_jointsearch(preset: str, problem: Problem, seed: int, total: float, eta:
         max_budget=problem.max_budget, eta=eta, num_samples=num_samples, seed=seed, mlflow_uri=uri,
         experiment=f"bench-{problem.name}", storage_path=str(work / "ray"),
         dataset=problem.kwargs.get("dataset", "digits"),
-        trainer_kwargs={} if builtin else {k: v for k, v in problem.kwargs.items()})
+        trainer_kwargs={} if builtin else {k: v for k, v in problem.kwargs.items()},
+        **({"adaptive_budgets": adaptive} if adaptive else {}))
     started = time.time()
     summary = run_search(settings)
     wall = time.time() - started
@@ -264,7 +302,7 @@ def run_jointsearch(preset: str, problem: Problem, seed: int, total: float, eta:
         cost = r.budget_spent if r.budget_spent is not None else max(0.0, r.budget - before)
         evals.append(Evaluation(dict(r.config), r.budget, observed, cost))
     shutil.rmtree(work, ignore_errors=True)
-    return RunResult(f"jointsearch {preset}", problem.name, seed, evals, wall)
+    return RunResult(contender_name(preset + (f"/{adaptive}" if adaptive else "")), problem.name, seed, evals, wall)
 
 
 def run_random(problem: Problem, seed: int, total: float, tmp: Path, name: str = "random search") -> RunResult:
@@ -330,8 +368,11 @@ def run_optuna(problem: Problem, seed: int, total: float, eta: float, tmp: Path)
         if spent[0] >= total * problem.max_budget:
             study.stop()
 
+    # Named: HyperbandPruner assigns a trial's bracket from a hash of the study name and the
+    # trial number, so an unnamed (random) study name makes the runs irreproducible.
     study = optuna.create_study(
-        direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
+        study_name=f"bench-{problem.name}-seed{seed}", direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_units, reduction_factor=int(eta)))
     started = time.time()
     study.optimize(objective, callbacks=[stop_when_spent], n_trials=100_000)
@@ -486,6 +527,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="max-budget equivalents of random search's long run (threshold ratio; cheap problems)")
     parser.add_argument("--presets", nargs="*", default=None, help="subset of jointsearch presets (default: all)")
     parser.add_argument("--peers", nargs="*", default=None, help="subset of: hpbandster optuna random (default: all)")
+    parser.add_argument("--engine", choices=("ray", "simulated"), default="ray",
+                        help="ray: presets through run_search on a local Ray runtime; simulated: the bohb preset's "
+                             "own scheduler and searcher in bench/simulate.py's discrete-event controller (seconds "
+                             "per run; bohb and bohb/off only)")
+    parser.add_argument("--slots", type=int, default=2, help="trials at once in the simulated engine")
     parser.add_argument("--out", default="optimizers",
                         help="name of the JSON written to bench/results/ (one per problem when run in parallel)")
     args = parser.parse_args(argv)
@@ -498,22 +544,27 @@ def main(argv: list[str] | None = None) -> int:
     from jointsearch.search.settings import SCHEDULERS
 
     wanted_presets = ["bohb", "bohb-sync", "hyperband", "asha", "tpe", "random", "hpbandster"]
-    presets = [p for p in SCHEDULERS]
+    # "bohb/off": the bohb preset with --adaptive-budgets off (issue 14)
+    presets = [p for p in SCHEDULERS] + ["bohb/off"]
     skipped = [p for p in wanted_presets if p not in SCHEDULERS]
     peers = ["hpbandster", "optuna", "random"]
     if args.presets is not None:
         presets = [p for p in presets if p in args.presets]
+    if args.engine == "simulated":
+        skipped += [p for p in presets if p.partition("/")[0] != "bohb"]
+        presets = [p for p in presets if p.partition("/")[0] == "bohb"]
     if args.peers is not None:
         peers = [p for p in peers if p in args.peers]
-    print(f"mode: {'quick' if quick else 'full'}; seeds: {seeds}; total budget per run: {total:g} max-budget "
-          f"equivalents; problems: {', '.join(names)}")
+    print(f"mode: {'quick' if quick else 'full'}; engine: {args.engine}; seeds: {seeds}; total budget per run: "
+          f"{total:g} max-budget equivalents (problems with their own, e.g. mixed_hartmann6's 16, use theirs "
+          f"unless --total is given); problems: {', '.join(names)}")
     print(f"jointsearch presets run: {', '.join(presets) or '(none)'}; "
           f"not available yet (skipped): {', '.join(skipped) or 'none'}")
     print(f"peers run directly: {', '.join(peers)}\n", flush=True)
 
     warnings.filterwarnings("ignore")
     logging.getLogger("ray").setLevel(logging.ERROR)
-    if presets:
+    if presets and args.engine == "ray":
         init_ray()
     tmp = Path(tempfile.mkdtemp(prefix="bench-optimizers-"))
     results: dict[str, Any] = {}
@@ -522,11 +573,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in names:
             problem = all_problems[name]
-            problem_total = total if problem.cheap else max(2.0, total / 8)
+            problem_total = (problem.total if problem.total and args.total is None
+                             else total if problem.cheap else max(2.0, total / 8))
             runs: list[RunResult] = []
             cost_per_trial: dict[str, float] = {}
             for seed in range(seeds):
                 for preset in presets:
+                    if args.engine == "simulated":
+                        run = run_simulated(preset, problem, seed, problem_total, args.eta, args.slots)
+                        runs.append(run)
+                        print(f"  {name} seed {seed} {run.contender} (simulated): {len(run.evaluations)} evaluations, "
+                              f"decisions {[(d['step'], d['action'], d['budget']) for d in run.decisions]}, "
+                              f"{run.wall_s:.1f} s", flush=True)
+                        continue
                     guess = 1.0 if preset == "random" else hyperband_cost_per_trial(
                         problem.min_budget, problem.max_budget, args.eta)
                     cpt = cost_per_trial.get(preset, guess)
@@ -567,7 +626,9 @@ def main(argv: list[str] | None = None) -> int:
                                         f"({problem.min_budget:g}..{problem.max_budget:g}, eta {args.eta:g})")
             results[name] = {"problem": {k: v for k, v in asdict(problem).items() if not callable(v)},
                              "total_max_budgets": problem_total, "seeds": seeds, "contenders": summary,
-                             "figure": str(png)}
+                             "figure": str(png), "engine": args.engine,
+                             "adaptive_decisions": {f"{r.contender} seed {r.seed}": r.decisions
+                                                    for r in runs if r.decisions}}
             rows = []
             for contender, s in summary.items():
                 if contender.startswith("_"):
@@ -594,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in targets["lines"]:
         print(line)
     path = write_json("optimizers", name=args.out, payload={
-        "mode": "quick" if quick else "full", "seeds": seeds, "total_max_budgets": total, "eta": args.eta,
+        "mode": "quick" if quick else "full", "engine": args.engine, "seeds": seeds, "total_max_budgets": total,
+        "eta": args.eta,
         "jointsearch_presets": presets, "presets_skipped": skipped, "peers": peers,
         "wall_s_total": time.time() - started_all, "results": results, "targets": targets})
     print(f"\nwrote {path}")
@@ -619,7 +681,38 @@ def check_targets(results: dict) -> dict:
         verdicts["bohb_third_of_random"] = met
         lines.append(f"  jointsearch bohb budget to threshold / random's = {ratio:.3g} <= 1/3: "
                      f"{'MET' if met else 'NOT MET'}")
+    lines += adaptive_targets(results, verdicts)
     return {"lines": lines[2:], "verdicts": verdicts}
+
+
+def adaptive_targets(results: dict, verdicts: dict) -> list[str]:
+    """Issue 14's targets: on the poorly correlated problems the adaptive bohb's median final
+    regret at most half of plain bohb's and at most Optuna's; elsewhere no worse than plain bohb
+    within its IQR (at most its 75th percentile)."""
+    lines = ["", "targets (issue 14, adaptive budgets):"]
+    on, off = contender_name("bohb"), contender_name("bohb/off")
+    for name, res in results.items():
+        c = res.get("contenders", {})
+        if on not in c or off not in c:
+            continue
+        ours, plain = c[on]["final_regret_median"], c[off]
+        if name in ("mixed_hartmann6", "inverted_hartmann6"):
+            met = ours <= 0.5 * plain["final_regret_median"]
+            verdicts[f"{name}_half_of_plain"] = met
+            lines.append(f"  {name}: adaptive {ours:.3g} <= half of plain bohb's {plain['final_regret_median']:.3g}: "
+                         f"{'MET' if met else 'NOT MET'}")
+            optuna = c.get("optuna TPE+HyperbandPruner")
+            if optuna:
+                met = ours <= optuna["final_regret_median"]
+                verdicts[f"{name}_vs_optuna"] = met
+                lines.append(f"  {name}: adaptive {ours:.3g} <= Optuna {optuna['final_regret_median']:.3g}: "
+                             f"{'MET' if met else 'NOT MET'}")
+        else:
+            met = ours <= plain["final_regret_q75"]
+            verdicts[f"{name}_no_worse"] = met
+            lines.append(f"  {name}: adaptive {ours:.3g} within plain bohb's IQR (<= {plain['final_regret_q75']:.3g}): "
+                         f"{'MET' if met else 'NOT MET'}")
+    return lines
 
 
 if __name__ == "__main__":

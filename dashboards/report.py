@@ -186,6 +186,31 @@ def _params_section(info: analysis.ParamsInfo) -> str:
     return _section("Validation error vs parameter count", body, "params")
 
 
+def _budget_decisions_section(decisions: Sequence[Mapping[str, Any]]) -> str:
+    """Issue 14: each rung the adaptive budgets dropped or restored, with the rank correlation
+    (against the top rung it was compared with) and the interval that caused it."""
+    rows = []
+    for d in decisions:
+        verb = "dropped" if d.get("action") == "drop" else "restored"
+        ci = f"[{_num(d.get('ci_low'), 2)}, {_num(d.get('ci_high'), 2)}]"
+        rows.append([_esc(d.get("step")), _esc(verb), _num(d.get("budget")), _num(d.get("top_budget")),
+                     _num(d.get("spearman"), 2), ci, _esc(d.get("n_pairs")), _num(d.get("effective_min_budget"))])
+    lines = [f"<li>after {_esc(d.get('step'))} evaluations: budget {_num(d.get('budget'))} "
+             f"{'dropped' if d.get('action') == 'drop' else 'restored'}: Spearman ρ with budget "
+             f"{_num(d.get('top_budget'))} = {_num(d.get('spearman'), 2)}, CI "
+             f"[{_num(d.get('ci_low'), 2)}, {_num(d.get('ci_high'), 2)}] on {_esc(d.get('n_pairs'))} "
+             f"configurations; effective minimum budget now {_num(d.get('effective_min_budget'))}</li>"
+             for d in decisions]
+    body = [_note("A rung is dropped (configurations pass through it without being ranked, and the model "
+                  "does not fit on it) when the upper bound of the interval of its rank correlation with "
+                  "the highest rung is below the drop threshold, and restored when the lower bound is "
+                  "above the restore threshold (see the README, \"Adaptive budgets\")."),
+            f"<ul>{''.join(lines)}</ul>",
+            _table(["after evaluations", "decision", "budget", "compared with budget", "Spearman ρ", "CI",
+                    "pairs", "effective min budget"], rows, text_cols=2)]
+    return _section("Adaptive budgets", "\n".join(body), "adaptive-budgets")
+
+
 def render_report(
     records: Sequence[EvaluationRecord],
     *,
@@ -194,6 +219,7 @@ def render_report(
     best: EvaluationRecord | Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | None = None,
     analyses: analysis.Analyses | None = None,
+    budget_decisions: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """The whole report as one HTML string.
 
@@ -203,7 +229,8 @@ def render_report(
     :func:`~jointsearch.dashboards.analysis.best_configuration`. ``settings`` is shown as given.
     ``analyses`` are the analyses of ``records`` already computed (:func:`analysis.analyse`; the
     live dashboards pass the ones they logged, so the page and the JSON artifacts agree); by
-    default they are computed here.
+    default they are computed here. ``budget_decisions`` (dicts with the fields of
+    ``search.adaptive_budgets.BudgetDecision``) adds an "Adaptive budgets" section when there are any.
     """
     records = list(records)
     a = analyses if analyses is not None else analysis.analyse(records, space)
@@ -213,6 +240,7 @@ def render_report(
         _settings_section(settings, len(records)),
         _best_section(best),
         _rank_section(a.rank_correlation, a.paired),
+        *([_budget_decisions_section(budget_decisions)] if budget_decisions else []),
         _importance_section(a.importance, a.importance_error),
         _incumbent_section(a.incumbent),
         _budget_section(a.budget),

@@ -246,7 +246,12 @@ def _cmd_report(args) -> int:
     check_output_file(args.out, force=args.force)
     results = read_search(uri, args.experiment, args.search_run)
     title = f"jointsearch: {results.experiment} / {results.params.get('space', '')} ({results.status.lower()})"
-    write_report(args.out, results.records, title=title, space=results.space, settings=results.params)
+    from .adaptive_budgets import read_decisions
+    from .tracking import client_for
+
+    decisions = read_decisions(client_for(uri), results.search_run_id)  # issue 14
+    write_report(args.out, results.records, title=title, space=results.space, settings=results.params,
+                 budget_decisions=decisions)
     print(f"wrote {args.out}: {len(results.records)} evaluations of {len(results.trial_runs)} trials "
           f"from search {results.search_run_id}")
     return 0

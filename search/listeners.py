@@ -11,6 +11,8 @@ Listeners must be cheap and must not raise: they run in the driver's event loop.
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from jointsearch.dashboards.records import EvaluationRecord
 
 __all__ = ["SearchListener"]
@@ -30,3 +32,6 @@ class SearchListener:
 
     def on_trial_ended(self, trial_id: str, final_status: str) -> None:
         """completed, stopped, failed or interrupted."""
+
+    def on_budget_decision(self, decision: Mapping[str, Any]) -> None:
+        """The adaptive budgets dropped or restored a rung (``adaptive_budgets.BudgetDecision``)."""

@@ -54,6 +54,7 @@ class LiveDashboards(SearchListener):
         self.n_bootstrap = n_bootstrap
         self.records: list[EvaluationRecord] = []
         self.refreshes = 0
+        self.budget_decisions: list[dict] = []  # issue 14: the adaptive budgets' decisions, for the report
 
     def add(self, record: EvaluationRecord) -> None:
         self.records.append(record)
@@ -61,6 +62,9 @@ class LiveDashboards(SearchListener):
             self.refresh(final=False)
 
     on_evaluation = add
+
+    def on_budget_decision(self, decision) -> None:
+        self.budget_decisions.append(dict(decision))
 
     def finish(self) -> None:
         """The final refresh, with every analysis and the report (once, when the search ends)."""
@@ -114,4 +118,5 @@ class LiveDashboards(SearchListener):
         from jointsearch.dashboards.report import render_report
 
         self.log_artifact("report.html", render_report(records, title=self.title, space=self.space,
-                                                       settings=self.settings, analyses=a))
+                                                       settings=self.settings, analyses=a,
+                                                       budget_decisions=self.budget_decisions))

@@ -28,6 +28,16 @@ So :meth:`AsyncSuccessiveHalving.wants_new_trial` gates the searcher: a new conf
 proposed only while (running + pending) < the trial slots Ray sees and no paused configuration
 waits for promotion. This also means configurations are proposed when a slot is free, from the
 freshest model.
+
+Adaptive budgets (issue 14, adaptive_budgets.py; ``--adaptive-budgets``): when the scheduler is
+given an :class:`~jointsearch.search.adaptive_budgets.AdaptiveBudgets`, every rung result also
+feeds it, and at a rung it has dropped (uninformative about the top rung) a configuration is
+neither paused nor ranked: it continues straight on to the next rung. It still reports at the
+dropped rung, so the evidence keeps coming and the rung can be restored; under the default
+``restarts``/``continue`` protocols that costs nothing extra (starting at the next rung would
+train the same epochs). Configurations paused at a rung before it was dropped stay paused
+(promoting them by that rung's ranking is what dropping stops; they are old proposals, so they
+get no free pass either); they become promotable again if the rung is restored.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from .adaptive_budgets import AdaptiveBudgets, BudgetDecision
 from .kde import KDEProposer
 
 __all__ = ["AsyncSuccessiveHalving", "KDESearcher", "trial_slots"]
@@ -72,7 +83,7 @@ class AsyncSuccessiveHalving(FIFOScheduler):
     """
 
     def __init__(self, *, n_rungs: int, eta: float, num_samples: int, slots: Callable[[], int],
-                 metric: str = "val_error"):
+                 metric: str = "val_error", adaptive: AdaptiveBudgets | None = None):
         super().__init__()
         self._metric, self._mode = metric, "min"
         self.n_rungs, self.eta, self.num_samples = n_rungs, eta, num_samples
@@ -84,12 +95,19 @@ class AsyncSuccessiveHalving(FIFOScheduler):
         self.added = 0
         self._sorted_cache: dict[int, list[float]] = {}
         self._trials: list[Trial] = []  # Tune's list of trials (the controller's own, not a copy)
+        self.adaptive = adaptive  # issue 14: which low rungs are trusted (None: all, plain bohb)
+        self.results_seen = 0  # rung results received (the step of the adaptive-budget metrics)
 
     # -- state shared with the searcher -------------------------------------------------------
 
     def __getstate__(self):  # Tune may pickle the scheduler; the controller's trials stay behind
         state = dict(self.__dict__)
         state["_trials"] = []
+        if self.adaptive is not None and self.adaptive.listeners:  # callbacks into the tracker stay too
+            import copy
+
+            state["adaptive"] = copy.copy(self.adaptive)
+            state["adaptive"].listeners = []
         return state
 
     def slots(self) -> int:
@@ -100,7 +118,7 @@ class AsyncSuccessiveHalving(FIFOScheduler):
 
     def promotable(self, trial_id: str, rung: int) -> bool:
         """Whether a trial is in the top 1/eta (finite values) of ``rung`` and not promoted yet."""
-        if rung >= self.n_rungs - 1 or trial_id in self.promoted[rung]:
+        if rung >= self.n_rungs - 1 or trial_id in self.promoted[rung] or self.rung_dropped(rung):
             return False
         value = self.rungs[rung].get(trial_id)
         if value is None or not math.isfinite(value):
@@ -146,6 +164,7 @@ class AsyncSuccessiveHalving(FIFOScheduler):
             if 0 <= rung < self.n_rungs:
                 self._record(rung, trial_id, value)
                 self.promoted[rung].add(trial_id)
+                self._learn_budgets(trial_id, rung, value)
 
     # -- Tune's scheduler interface ----------------------------------------------------------
 
@@ -160,10 +179,16 @@ class AsyncSuccessiveHalving(FIFOScheduler):
         rung = int(result.get("rung", 0))
         ok = str(result.get("status", "ok")) == "ok"
         value = float(result.get(self._metric, math.inf))
-        self._record(rung, trial.trial_id, value if ok and math.isfinite(value) else math.inf)
+        value = value if ok and math.isfinite(value) else math.inf
+        self._record(rung, trial.trial_id, value)
         self.at_rung[trial.trial_id] = rung
+        self.results_seen += 1
+        self._learn_budgets(trial.trial_id, rung, value)
         if not ok or rung >= self.n_rungs - 1:
             return TrialScheduler.CONTINUE  # the trainable ends by itself
+        if self.rung_dropped(rung):  # issue 14: no pause and no ranking at a dropped rung
+            self.promoted[rung].add(trial.trial_id)
+            return TrialScheduler.CONTINUE
         if self.promotable(trial.trial_id, rung) and not any(r > rung for r, _ in self._paused_promotable()):
             self.promoted[rung].add(trial.trial_id)
             return TrialScheduler.CONTINUE
@@ -210,6 +235,34 @@ class AsyncSuccessiveHalving(FIFOScheduler):
         self.promoted[best[0]].add(best[2].trial_id)
         return best[2]
 
+    # -- adaptive budgets (issue 14) ----------------------------------------------------------
+
+    def rung_dropped(self, rung: int) -> bool:
+        """Whether the adaptive budgets dropped this rung (never, without them)."""
+        return self.adaptive is not None and self.adaptive.is_dropped(rung)
+
+    def dropped_budgets(self) -> list[float]:
+        """Budgets of the dropped rungs: the searcher's model does not fit on them."""
+        return self.adaptive.dropped_budgets() if self.adaptive is not None else []
+
+    def _learn_budgets(self, trial_id: str, rung: int, value: float) -> None:
+        if self.adaptive is not None:
+            self.adaptive.observe(trial_id, rung, value, step=self.results_seen)
+
+    def attach_tracker(self, tracker) -> None:
+        """Each decision becomes metrics of the search's parent run (step = evaluations
+        completed) and a line of its report; the starting minimum budget is logged at step 0."""
+        if self.adaptive is None:
+            return
+        from .adaptive_budgets import METRIC_PREFIX
+
+        def log(decision: BudgetDecision) -> None:
+            tracker.budget_decision(decision.metrics(), decision.step, decision.to_json())
+
+        tracker.log_search_metrics({f"{METRIC_PREFIX}effective_min_budget": self.adaptive.effective_min_budget},
+                                   self.results_seen)
+        self.adaptive.listeners.append(log)
+
     def bracket_tags(self, trial: Trial) -> dict[str, str]:
         """MLflow's ``bracket``/``band`` for an asynchronous preset: there is one bracket, and every
         configuration enters it at the smallest budget, like Hyperband's most aggressive bracket
@@ -225,17 +278,22 @@ class KDESearcher(Searcher):
     """Ray Tune searcher around :class:`~jointsearch.search.kde.KDEProposer`.
 
     ``gate`` (the scheduler's ``wants_new_trial``) says whether a new configuration should start
-    now; ``rung_budgets`` maps a result's rung to the budget the model files it under. Every
+    now; ``untrusted`` (the scheduler's ``dropped_budgets``) lists budgets whose observations
+    must not steer proposals (issue 14; ``pooled``: kde.py's experimental pooled model, off);
+    ``rung_budgets`` maps a result's rung to the budget the model files it under. Every
     proposal's origin is kept in ``proposals`` (trial id -> "model" | "random" | "warm_start") for
     MLflow; ``first`` holds configurations to propose before the model's (``--warm-start-top``).
     """
 
     def __init__(self, space, *, rung_budgets: Sequence[float], seed: int | None = None,
-                 gate: Callable[[], bool] | None = None, **kde: Any):
+                 gate: Callable[[], bool] | None = None, untrusted: Callable[[], Sequence[float]] | None = None,
+                 pooled: bool = False, **kde: Any):
         super().__init__(metric="val_error", mode="min")
         self.proposer = KDEProposer(space, seed=seed, **kde)
+        self.proposer.pooled = pooled  # issue 14, measured, off in every preset (kde.py)
         self.rung_budgets = tuple(float(b) for b in rung_budgets)
         self.gate = gate
+        self.untrusted = untrusted  # issue 14: budgets the model must not fit on (the scheduler's dropped rungs)
         self.configs: dict[str, dict] = {}
         self.proposals: dict[str, str] = {}
         self.reached: dict[str, int] = {}  # trial id -> last rung reported
@@ -251,6 +309,8 @@ class KDESearcher(Searcher):
             config = dict(self.first.pop(0))
             self.configs[trial_id], self.proposals[trial_id] = config, "warm_start"
             return dict(config)
+        if self.untrusted is not None:
+            self.proposer.untrusted = set(self.untrusted())
         proposal = self.proposer.propose()
         self.configs[trial_id] = proposal.config
         self.proposals[trial_id] = proposal.kind

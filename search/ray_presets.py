@@ -15,6 +15,7 @@ import functools
 import math
 from typing import Any, Sequence
 
+from .adaptive_budgets import AdaptiveBudgets
 from .budgets import PROGRESS_KEY, max_units
 from .ray_async import AsyncSuccessiveHalving, KDESearcher, trial_slots
 from .ray_tune import ConfigSpaceRandomSearcher, OptunaDefineByRun, _is_constant, optuna_distributions
@@ -37,10 +38,18 @@ def _rungs(settings) -> list[float]:
 def build_bohb(settings, space):
     rungs = _rungs(settings)
     slots = functools.partial(trial_slots, settings.cpus_per_trial, settings.gpus_per_trial, settings.max_concurrent)
+    adaptive = AdaptiveBudgets(rungs) if adaptive_budgets_on(settings) else None
     scheduler = AsyncSuccessiveHalving(n_rungs=len(rungs), eta=settings.eta, num_samples=settings.num_samples,
-                                       slots=slots)
-    searcher = KDESearcher(space, rung_budgets=rungs, seed=settings.seed, gate=scheduler.wants_new_trial)
+                                       slots=slots, adaptive=adaptive)
+    searcher = KDESearcher(space, rung_budgets=rungs, seed=settings.seed, gate=scheduler.wants_new_trial,
+                           untrusted=scheduler.dropped_budgets)
     return searcher, scheduler
+
+
+def adaptive_budgets_on(settings) -> bool:
+    """``--adaptive-budgets``: auto (the default) and on mean on for bohb (settings.validate
+    refuses on for another preset)."""
+    return getattr(settings, "adaptive_budgets", "auto") in ("auto", "on")
 
 
 def warm_start_bohb(searcher: KDESearcher, scheduler: AsyncSuccessiveHalving, space, observations: Sequence,

@@ -426,6 +426,8 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
     timeouts = tuple(timeout_for(b, settings.budget_unit, getattr(settings, "eval_timeout", None)) for b in rungs)
     plan = TrialPlan(settings.trainer, settings.trainer_context(), rungs, settings.min_budget, timeouts)
     searcher, scheduler = _searcher_and_scheduler(settings, space)
+    if hasattr(scheduler, "attach_tracker"):  # issue 14: adaptive-budget decisions go to MLflow
+        scheduler.attach_tracker(tracker)
     if observations:
         taken = warm_start(searcher, get_preset(settings.scheduler), space, observations, settings.min_budget,
                            scheduler=scheduler, settings=settings)

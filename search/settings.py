@@ -21,6 +21,8 @@ from .presets import SCHEDULERS
 from .trainer_api import BUILTIN_TRAINER
 
 
+ADAPTIVE_BUDGETS = ("auto", "on", "off")
+
 
 def default_mlflow_uri() -> str:
     """A SQLite store in the working directory: real MLflow, no server needed."""
@@ -116,6 +118,11 @@ class SearchSettings:
                                                 "this space", metavar="EXPERIMENT[:SEARCH_RUN]")
     warm_start_top: int = setting(0, "evaluate that search's K best configurations first (they count in "
                                      "--num-samples)", metavar="K")
+
+    # Issue 14, budgets that learn from the rank correlation they measure (adaptive_budgets.py):
+    adaptive_budgets: str = setting("auto", "drop low rungs whose ranking does not agree with the top rung "
+                                            "(rank correlation, with hysteresis); auto: on for bohb, which is "
+                                            "the only preset that can", choices=ADAPTIVE_BUDGETS)
 
     @property
     def gpu_packing(self) -> bool:
@@ -219,6 +226,9 @@ class SearchSettings:
         if self.warm_start_top and self.scheduler == "hpbandster":
             raise UsageError("--warm-start-top is not available with --scheduler hpbandster (its master "
                              "proposes every configuration); --warm-start-from alone works")
+        if self.adaptive_budgets == "on" and self.scheduler != "bohb":
+            raise UsageError(f"--adaptive-budgets on needs --preset bohb (the asynchronous BOHB); "
+                             f"--preset {self.scheduler} cannot drop rungs")
         if not self.experiment or not self.experiment.strip():
             raise UsageError("--experiment must not be empty")
         if self.builtin_trainer and self.dataset == "cifar10" and cifar10_missing(self.data_dir):

@@ -113,3 +113,12 @@ def records_so_far(uri: str, experiment: str) -> list:
         return list(read_search(uri, experiment).records)
     except Exception:  # noqa: BLE001 - the store or the experiment does not exist yet
         return []
+
+
+def low_budget_inverted_trainer(config: dict, budget: float, *, invert_below: float = 3.0, **kwargs: Any) -> dict:
+    """:func:`fake_trainer` whose budgets below ``invert_below`` rank configurations upside down
+    (``1 - error``): the adaptive budgets' case (issue 14), in a real search."""
+    metrics = fake_trainer(config, budget, **kwargs)
+    if budget < invert_below:
+        metrics["val_error"] = 1.0 - metrics["val_error"]
+    return metrics

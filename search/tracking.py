@@ -234,6 +234,13 @@ class SearchTracker:
         if batch:
             self._submit("search metrics", lambda: self.client.log_batch(self.parent_run_id, metrics=batch))
 
+    def budget_decision(self, metrics: Mapping[str, float], step: int, decision: Mapping[str, Any]) -> None:
+        """An adaptive-budget decision (issue 14): its metrics on the parent run, and the decision
+        to the listeners (the live dashboards' report lists it)."""
+        self.log_search_metrics(metrics, step)
+        for listener in self.listeners:
+            listener.on_budget_decision(decision)
+
     def log_search_artifact(self, name: str, content: str | bytes) -> None:
         """Text or bytes (a PNG) as an artifact of the parent run, replacing an older version."""
         self._submit(f"artifact {name}", lambda: self._log_artifact(name, content))

@@ -59,6 +59,8 @@ SETTING_RULES: list[tuple[str, Callable[[Any], bool], str]] = [
      f"use 1 to {MAX_NAME_LENGTH} printable characters"),
     ("eval_timeout", lambda v: v is None or (_finite(v) and 0 <= v <= 10**7),
      "--eval-timeout must be a number of seconds (0: no limit), got {value!r}"),
+    ("adaptive_budgets", lambda v: v in ("auto", "on", "off"),
+     "--adaptive-budgets must be auto, on or off, got {value!r}"),
     ("keep_checkpoints", lambda v: v in ("all", "promotable", "none"),
      "--keep-checkpoints must be all, promotable or none, got {value!r}"),
     ("trainer_kwargs", lambda v: isinstance(v, dict) and all(isinstance(k, str) and k.isidentifier() for k in v),

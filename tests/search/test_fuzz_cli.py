@@ -155,6 +155,8 @@ def _cases() -> list[tuple[str, list[str]]]:
         ("seed-huge", [*s, "--seed", "99999999999999999999"]),
         ("eval-timeout-neg", [*s, "--eval-timeout", "-1"]), ("eval-timeout-nan", [*s, "--eval-timeout", "nan"]),
         ("keep-checkpoints", [*s, "--keep-checkpoints", "some"]),
+        ("adaptive-budgets-maybe", [*s, "--adaptive-budgets", "maybe"]),
+        ("adaptive-budgets-on-asha", [*s, "--adaptive-budgets", "on", "--preset", "asha"]),
         # search: names and choices
         ("experiment-empty", [*s, "--experiment", ""]), ("experiment-blank", [*s, "--experiment", "   "]),
         ("experiment-600", [*s, "--experiment", "e" * 600]), ("experiment-control", [*s, "--experiment", "a\x01b"]),
