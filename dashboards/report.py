@@ -194,6 +194,30 @@ def _params_section(records: Sequence[EvaluationRecord]) -> str:
     return _section("Validation error vs parameter count", body, "params")
 
 
+def _pareto_section(records: Sequence[EvaluationRecord], objectives: Sequence[str]) -> str:
+    from .pareto import pareto_fronts
+
+    infos = pareto_fronts(records, objectives)
+    names = ", ".join(objectives)
+    if not infos:
+        return _section("Pareto front", _note(f"No successful evaluation with every objective ({names}) yet."),
+                        "pareto")
+    top = infos[-1]
+    parts = [_note(f"Objectives: {names}. Non-dominated evaluations at each budget (the last evaluation of "
+                   f"each configuration there); grey points are dominated, the circle marks the knee.")]
+    rows = []
+    for i, p in enumerate(top.front):
+        rows.append([_esc(p.trial_id) + (" (knee)" if i == top.knee else "")] + [_num(v) for v in p.values])
+    parts.append(f"<h3>Front at budget {_num(top.budget)}</h3>")
+    parts.append(_table(["trial", *top.objectives], rows))
+    hv = [f"{_num(i.budget)}: {_num(i.hypervolume)} ({len(i.front)} points)" for i in infos if i.hypervolume is not None]
+    if hv:
+        parts.append(_note("Hypervolume per budget (reference: the worst value seen plus 10 % of the range, "
+                           "per objective): " + "; ".join(hv) + "."))
+    parts.append(_img(figures.pareto_plot(infos), "Pareto front per budget", "pareto-front"))
+    return _section("Pareto front", "\n".join(parts), "pareto")
+
+
 def render_report(
     records: Sequence[EvaluationRecord],
     *,
@@ -201,6 +225,7 @@ def render_report(
     space: Any | None = None,
     best: EvaluationRecord | Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | None = None,
+    objectives: Sequence[str] | None = None,
 ) -> str:
     """The whole report as one HTML string.
 
@@ -208,8 +233,12 @@ def render_report(
     best configuration shown (an :class:`EvaluationRecord`, or a plain mapping of
     hyperparameters such as an exported configuration); by default it is
     :func:`~jointsearch.dashboards.analysis.best_configuration`. ``settings`` is shown as given.
+    ``objectives`` (default: the ``objectives`` setting) adds a Pareto front section when there
+    are two or more.
     """
     records = list(records)
+    if objectives is None:
+        objectives = str((settings or {}).get("objectives") or "val_error").split()
     if best is None:
         best = analysis.best_configuration(records)
     sections = [
@@ -221,6 +250,8 @@ def render_report(
         _budget_section(records),
         _params_section(records),
     ]
+    if len(objectives) > 1:
+        sections.insert(2, _pareto_section(records, list(objectives)))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"

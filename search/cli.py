@@ -60,10 +60,14 @@ def _add_search(sub) -> None:
         meta = f.metadata
         default = getattr(d, f.name)
         shown = f" (default: {default})" if default not in (None, "") else ""
-        p.add_argument(*(meta["flags"] or (_flag(f.name),)), dest=f.name,
-                       type=meta["type"] or _setting_type(hints[f.name]),
-                       default=default,
-                       choices=meta["choices"], metavar=meta["metavar"], help=meta["help"] + shown)
+        kind = meta["type"] or _setting_type(hints[f.name])
+        extra: dict[str, Any] = {}
+        if meta.get("nargs") or meta.get("action"):  # a tuple of strings: --objectives A B, --constraint X (x2)
+            kind, default = str, list(default)
+            extra = {"nargs": meta["nargs"]} if meta.get("nargs") else {"action": meta["action"]}
+            shown = f" (default: {' '.join(default)})" if default else ""
+        p.add_argument(*(meta["flags"] or (_flag(f.name),)), dest=f.name, type=kind, default=default,
+                       choices=meta["choices"], metavar=meta["metavar"], help=meta["help"] + shown, **extra)
     p.add_argument("--trainer-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a keyword for the trainer (repeatable; VALUE is parsed as JSON when it can be)")
     p.add_argument("--resume", action="store_true",

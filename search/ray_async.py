@@ -37,13 +37,23 @@ import math
 import time
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from jointsearch.dashboards.pareto import Objective, chebyshev, promotion_order
+
 from .kde import KDEProposer
+from .objectives import objective_vector
 
 __all__ = ["AsyncSuccessiveHalving", "KDESearcher", "trial_slots"]
+
+
+def _finite(value: float | tuple[float, ...]) -> bool:
+    """A rung value that can be promoted: a finite error, or an objective vector without inf."""
+    return all(math.isfinite(v) for v in value) if isinstance(value, tuple) else math.isfinite(value)
 
 
 def trial_slots(cpus_per_trial: float, gpus_per_trial: float, max_concurrent: int = 0) -> int:
@@ -72,9 +82,12 @@ class AsyncSuccessiveHalving(FIFOScheduler):
     """
 
     def __init__(self, *, n_rungs: int, eta: float, num_samples: int, slots: Callable[[], int],
-                 metric: str = "val_error"):
+                 metric: str = "val_error", objectives: Sequence[Objective] = ()):
         super().__init__()
         self._metric, self._mode = metric, "min"
+        # Issue 15: with two or more objectives a rung holds each result's signed objective vector
+        # and ranks them by Pareto rank and crowding (_multi_objective_position).
+        self.objectives = tuple(objectives) if len(objectives) > 1 else ()
         self.n_rungs, self.eta, self.num_samples = n_rungs, eta, num_samples
         self._slots = slots
         self._slots_cache: tuple[float, int] = (0.0, 1)
@@ -83,6 +96,7 @@ class AsyncSuccessiveHalving(FIFOScheduler):
         self.at_rung: dict[str, int] = {}  # trial id -> the rung it last reported
         self.added = 0
         self._sorted_cache: dict[int, list[float]] = {}
+        self._mo_order: dict[int, dict[str, int]] = {}  # rung -> trial id -> position (several objectives)
         self._trials: list[Trial] = []  # Tune's list of trials (the controller's own, not a copy)
 
     # -- state shared with the searcher -------------------------------------------------------
@@ -103,11 +117,35 @@ class AsyncSuccessiveHalving(FIFOScheduler):
         if rung >= self.n_rungs - 1 or trial_id in self.promoted[rung]:
             return False
         value = self.rungs[rung].get(trial_id)
-        if value is None or not math.isfinite(value):
+        if value is None or not _finite(value):
             return False
-        ordered = self._sorted(rung)
-        k = int(len(ordered) / self.eta + 1e-9)
-        return bisect.bisect_left(ordered, value) < k  # fewer than k results are better
+        k = int(len(self.rungs[rung]) / self.eta + 1e-9)
+        return self.position(rung, trial_id) < k  # fewer than k results rank before it
+
+    def position(self, rung: int, trial_id: str) -> int:
+        """How many results of ``rung`` rank before this trial's: with one objective, those with a
+        smaller value; with several, those before it in the multi-objective order."""
+        if self.objectives:
+            return self._multi_objective_position(rung, trial_id)
+        return bisect.bisect_left(self._sorted(rung), self.rungs[rung][trial_id])
+
+    def _multi_objective_position(self, rung: int, trial_id: str) -> int:
+        """MO-ASHA's ranking (Schmucker et al. 2021): non-dominated sorting, then crowding distance
+        within a front (dashboards/pareto.py ``promotion_order``); cached until the rung changes."""
+        if rung not in self._mo_order:
+            ids = list(self.rungs[rung])
+            order = promotion_order(np.array([self.rungs[rung][t] for t in ids], dtype=float))
+            self._mo_order[rung] = {ids[i]: pos for pos, i in enumerate(order)}
+        return self._mo_order[rung][trial_id]
+
+    def objective_value(self, result: dict) -> float | tuple[float, ...]:
+        """What a result files under at its rung: its metric (+inf when not ok or not finite), or
+        with several objectives its signed objective vector (objectives.objective_vector)."""
+        if self.objectives:
+            return objective_vector(result, self.objectives)
+        ok = str(result.get("status", "ok")) == "ok"
+        value = float(result.get(self._metric, math.inf))
+        return value if ok and math.isfinite(value) else math.inf
 
     def _sorted(self, rung: int) -> list[float]:
         """The rung's values in order, cached until the rung changes (asked once per paused trial
@@ -116,9 +154,10 @@ class AsyncSuccessiveHalving(FIFOScheduler):
             self._sorted_cache[rung] = sorted(self.rungs[rung].values())
         return self._sorted_cache[rung]
 
-    def _record(self, rung: int, trial_id: str, value: float) -> None:
+    def _record(self, rung: int, trial_id: str, value: float | tuple[float, ...]) -> None:
         self.rungs[rung][trial_id] = value
         self._sorted_cache.pop(rung, None)
+        self._mo_order.pop(rung, None)
 
     def _paused_promotable(self) -> list[tuple[int, Trial]]:
         out = []
@@ -127,7 +166,7 @@ class AsyncSuccessiveHalving(FIFOScheduler):
                 rung = self.at_rung.get(trial.trial_id)
                 if rung is not None and self.promotable(trial.trial_id, rung):
                     out.append((rung, trial))
-        out.sort(key=lambda rt: (-rt[0], self.rungs[rt[0]][rt[1].trial_id]))
+        out.sort(key=lambda rt: (-rt[0], self.position(rt[0], rt[1].trial_id)))
         return out
 
     def _busy(self) -> int:
@@ -159,8 +198,7 @@ class AsyncSuccessiveHalving(FIFOScheduler):
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
         rung = int(result.get("rung", 0))
         ok = str(result.get("status", "ok")) == "ok"
-        value = float(result.get(self._metric, math.inf))
-        self._record(rung, trial.trial_id, value if ok and math.isfinite(value) else math.inf)
+        self._record(rung, trial.trial_id, self.objective_value(result))
         self.at_rung[trial.trial_id] = rung
         if not ok or rung >= self.n_rungs - 1:
             return TrialScheduler.CONTINUE  # the trainable ends by itself
@@ -197,14 +235,16 @@ class AsyncSuccessiveHalving(FIFOScheduler):
     def _finalist(self) -> Trial | None:
         if self.rungs[-1]:
             return None
-        best: tuple[int, float, Trial] | None = None
+        best: tuple[int, int, Trial] | None = None
         for trial in self._trials:
             rung = self.at_rung.get(trial.trial_id)
             if trial.status != Trial.PAUSED or rung is None or trial.trial_id in self.promoted[rung]:
                 continue
-            value = self.rungs[rung].get(trial.trial_id, math.inf)
-            if math.isfinite(value) and (best is None or (-rung, value) < (-best[0], best[1])):
-                best = (rung, value, trial)
+            if trial.trial_id not in self.rungs[rung] or not _finite(self.rungs[rung][trial.trial_id]):
+                continue
+            position = self.position(rung, trial.trial_id)
+            if best is None or (-rung, position) < (-best[0], best[1]):
+                best = (rung, position, trial)
         if best is None:
             return None
         self.promoted[best[0]].add(best[2].trial_id)
@@ -231,9 +271,14 @@ class KDESearcher(Searcher):
     """
 
     def __init__(self, space, *, rung_budgets: Sequence[float], seed: int | None = None,
-                 gate: Callable[[], bool] | None = None, **kde: Any):
+                 gate: Callable[[], bool] | None = None, objectives: Sequence[Objective] = (), **kde: Any):
         super().__init__(metric="val_error", mode="min")
         self.proposer = KDEProposer(space, seed=seed, **kde)
+        # Issue 15, several objectives: ParEGO (Knowles 2006). Every observation keeps its signed
+        # objective vector; each proposal draws weights uniformly from the simplex and gives the
+        # model the augmented Chebyshev scalarisation of every vector (dashboards/pareto.py).
+        self.objectives = tuple(objectives) if len(objectives) > 1 else ()
+        self.vectors: dict[float, list[tuple[float, ...]]] = {}  # budget -> vectors, in the model's order
         self.rung_budgets = tuple(float(b) for b in rung_budgets)
         self.gate = gate
         self.configs: dict[str, dict] = {}
@@ -251,6 +296,8 @@ class KDESearcher(Searcher):
             config = dict(self.first.pop(0))
             self.configs[trial_id], self.proposals[trial_id] = config, "warm_start"
             return dict(config)
+        if self.objectives:
+            self.scalarise()
         proposal = self.proposer.propose()
         self.configs[trial_id] = proposal.config
         self.proposals[trial_id] = proposal.kind
@@ -262,15 +309,34 @@ class KDESearcher(Searcher):
             return
         rung = int(result["rung"])
         self.reached[trial_id] = rung
+        self.observe(config, float(result.get("budget", self.rung_budgets[rung])), result)
+
+    def observe(self, config: dict, budget: float, result: dict) -> None:
+        """One result for the model: its val_error (+inf when not ok), or with several objectives
+        its objective vector (scalarised afresh at each proposal)."""
+        if self.objectives:
+            vector = objective_vector(result, self.objectives)
+            self.proposer.observe(config, budget, 0.0 if all(map(math.isfinite, vector)) else math.inf)
+            self.vectors.setdefault(float(budget), []).append(vector)
+            return
         ok = str(result.get("status", "ok")) == "ok"
-        self.proposer.observe(config, float(result.get("budget", self.rung_budgets[rung])),
-                              float(result["val_error"]) if ok else math.inf)
+        self.proposer.observe(config, budget, float(result["val_error"]) if ok else math.inf)
+
+    def scalarise(self, weights: Sequence[float] | None = None) -> np.ndarray:
+        """Draw ParEGO weights (uniform on the simplex) unless given, and relabel every budget's
+        observations with their augmented Chebyshev scalarisation; returns the weights."""
+        if weights is None:
+            weights = self.proposer.rng.dirichlet(np.ones(len(self.objectives)))
+        weights = np.asarray(weights, dtype=float)
+        for budget, vectors in self.vectors.items():
+            self.proposer.relabel(budget, chebyshev(np.array(vectors, dtype=float), weights))
+        return weights
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         config = self.configs.get(trial_id)
         if error and config is not None:  # it raised on its way to the next rung: a bad point there
             rung = min(self.reached.get(trial_id, -1) + 1, len(self.rung_budgets) - 1)
-            self.proposer.observe(config, self.rung_budgets[rung], math.inf)
+            self.observe(config, self.rung_budgets[rung], {"status": "failed", "val_error": math.inf})
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: a resumed search warm-starts from MLflow (see api.run_search)."""
