@@ -106,6 +106,10 @@ def _build_parser() -> _Parser:
     export.add_argument("--search-run", default=None, help="a search's parent run id (default: the newest)")
     export.add_argument("--out", default="best.json")
     export.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    export.add_argument("--pick", default=None, metavar="RULE",
+                        help="which configuration: min:METRIC, max:METRIC or knee[:METRIC] (the knee of the front "
+                             "of val_error against METRIC), then optional ,METRIC<=VALUE constraints, e.g. "
+                             "min:val_error,n_params<=5e6 (default: min:val_error)")
 
     report = sub.add_parser("report", help="write a self-contained HTML report of a search (running or finished)")
     report.add_argument("--mlflow-uri", default=None)
@@ -236,11 +240,15 @@ def _cmd_export(args) -> int:
 
     from .validation import check_tracking_uri
 
+    from .export import parse_pick
+
+    if args.pick is not None:
+        parse_pick(args.pick)  # a bad rule costs nothing, not even opening the store
     uri = args.mlflow_uri or default_mlflow_uri()
     check_tracking_uri(uri, must_exist=True)
-    payload = export_best(uri, args.experiment, args.out, args.search_run, force=args.force)
+    payload = export_best(uri, args.experiment, args.out, args.search_run, force=args.force, pick_rule=args.pick)
     print(f"wrote {args.out}: val_error {payload['val_error']:.4f} at {payload['budget']:g} "
-          f"{payload['budget_unit']} (run {payload['run_id']})")
+          f"{payload['budget_unit']} (run {payload['run_id']}; picked by {payload['pick']})")
     return 0
 
 
