@@ -38,9 +38,11 @@ RECORD_KEYS = frozenset({"val_error", "status", "cost_s", "n_params", "budget_sp
 
 
 def record_from_result(trial_id: str, config: Mapping[str, Any], budget: float, metrics: Mapping[str, Any], *,
-                       rung: int | None, bracket: Any = None, finished_at_ms: int, node: str | None = None
-                       ) -> EvaluationRecord:
-    """The record of one result as the trainer returned it (``trainer_api.call_trainer``'s dict)."""
+                       rung: int | None, bracket: Any = None, finished_at_ms: int, node: str | None = None,
+                       extra: Sequence[str] = ()) -> EvaluationRecord:
+    """The record of one result as the trainer returned it (``trainer_api.call_trainer``'s dict);
+    ``extra`` names the other metrics kept in ``record.metrics`` (the search's objectives and
+    constraints, as :func:`records_from_run` reads them back)."""
     return EvaluationRecord(
         trial_id=trial_id, config=config, budget=budget,
         val_error=_finite(metrics.get("val_error")),
@@ -50,7 +52,8 @@ def record_from_result(trial_id: str, config: Mapping[str, Any], budget: float, 
         bracket=int(bracket) if bracket not in (None, "", "None") else None,
         n_params=int(metrics["n_params"]) if metrics.get("n_params") is not None else None,
         budget_spent=metrics.get("budget_spent"),
-        rung=rung, node=node or None, metrics=extra_metrics(metrics),
+        rung=rung, node=node or None,
+        metrics={k: v for k, v in extra_metrics(metrics).items() if k in extra},
     )
 
 

@@ -271,3 +271,27 @@ def test_two_objective_search_with_a_size_constraint_trains_nothing_above_it(ray
     assert main(["report", "--mlflow-uri", settings.mlflow_uri, "--experiment", settings.experiment,
                  "--out", str(html)]) == 0
     assert 'id="pareto"' in html.read_text()
+
+
+def test_objective_metrics_of_a_user_trainer_round_trip_through_mlflow(tmp_path):
+    """A metric named by the objectives (a user's latency_ms) is kept in the record built live and
+    read back from MLflow the same; a breach found after training reads back as infeasible."""
+    from jointsearch import spaces
+    from jointsearch.dashboards.records import records_to_json
+    from jointsearch.search.tracking import SearchTracker
+
+    tracker = SearchTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "mo", step_scale=1)
+    space = spaces.get("tiny")
+    tracker.start_search({"space": "tiny", "objectives": "val_error latency_ms", "constraints": "latency_ms<=10"},
+                         run_name="mo", budget_unit="epochs", artifacts={"space.json": spaces.to_json(space)})
+    tracker.record_metrics = ("latency_ms",)
+    config = spaces.config_dict(space.get_default_configuration())
+    tracker.trial_started("t", config, {})
+    built = [tracker.evaluation("t", 1.0, {"val_error": 0.5, "latency_ms": 4.0, "train_loss": 1.0}, rung=0),
+             tracker.evaluation("t", 3.0, apply_constraints({"val_error": 0.4, "latency_ms": 12.0, "status": "ok"},
+                                                            [parse_constraint("latency_ms<=10")]), rung=1)]
+    tracker.trial_ended("t", "failed", "constraint", kind="infeasible")
+    tracker.flush()
+    read = read_search(tracker.uri, "mo").records
+    assert records_to_json(sorted(read, key=lambda r: r.budget)) == records_to_json(built)
+    assert read[0].metrics == {"latency_ms": 4.0} and read[1].status == "infeasible"
