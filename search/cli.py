@@ -35,6 +35,13 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class _AppendToTuple(argparse.Action):
+    """A repeatable flag whose default is an immutable tuple (argparse's "append" mutates its default)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, tuple(getattr(namespace, self.dest) or ()) + (values,))
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -63,8 +70,8 @@ def _add_search(sub) -> None:
         kind = meta["type"] or _setting_type(hints[f.name])
         extra: dict[str, Any] = {}
         if meta.get("nargs") or meta.get("action"):  # a tuple of strings: --objectives A B, --constraint X (x2)
-            kind, default = str, list(default)
-            extra = {"nargs": meta["nargs"]} if meta.get("nargs") else {"action": meta["action"]}
+            kind = str
+            extra = {"nargs": meta["nargs"]} if meta.get("nargs") else {"action": _AppendToTuple}
             shown = f" (default: {' '.join(default)})" if default else ""
         p.add_argument(*(meta["flags"] or (_flag(f.name),)), dest=f.name, type=kind, default=default,
                        choices=meta["choices"], metavar=meta["metavar"], help=meta["help"] + shown, **extra)
