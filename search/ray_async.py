@@ -22,6 +22,13 @@ The searcher learns from every rung result as it arrives (not only at the end of
 result whose status is not "ok" (failed, diverged, infeasible) and a trial that raised are bad
 points for the model (loss +inf), as in hpbandster.
 
+Several objectives (issue 15, ``--objectives val_error n_params``): a rung keeps each result's
+objective vector and "top 1/eta" means the first 1/eta of the rung by non-dominated rank, then
+crowding distance (MO-ASHA, Schmucker et al. 2021; ``AsyncSuccessiveHalving.position``); the
+searcher's model gets each configuration's position in that same ranking as its loss
+(``KDESearcher.scalarise``; ParEGO scalarisations are the alternative). Promotion still continues
+from checkpoints.
+
 Slots: Ray starts as many trials as the resources allow only if Tune has that many trials
 pending, and a trial that Tune already queued would take a freed slot before a promotion could.
 So :meth:`AsyncSuccessiveHalving.wants_new_trial` gates the searcher: a new configuration is
@@ -271,12 +278,21 @@ class KDESearcher(Searcher):
     """
 
     def __init__(self, space, *, rung_budgets: Sequence[float], seed: int | None = None,
-                 gate: Callable[[], bool] | None = None, objectives: Sequence[Objective] = (), **kde: Any):
+                 gate: Callable[[], bool] | None = None, objectives: Sequence[Objective] = (),
+                 mo_loss: str = "pareto_rank", **kde: Any):
         super().__init__(metric="val_error", mode="min")
         self.proposer = KDEProposer(space, seed=seed, **kde)
-        # Issue 15, several objectives: ParEGO (Knowles 2006). Every observation keeps its signed
-        # objective vector; each proposal draws weights uniformly from the simplex and gives the
-        # model the augmented Chebyshev scalarisation of every vector (dashboards/pareto.py).
+        # Issue 15, several objectives. Every observation keeps its signed objective vector; before
+        # each proposal the model's losses are recomputed from them (:meth:`scalarise`):
+        # "pareto_rank" (default): a configuration's position in the promotion ranking of its
+        #   budget (non-dominated rank, then crowding; dashboards/pareto.py promotion_order), so the
+        #   KDE's good set is the current front and its spread, as in MOTPE (Ozaki et al. 2020);
+        # "parego": ParEGO (Knowles 2006), weights drawn uniformly from the simplex per proposal
+        #   and the augmented Chebyshev scalarisation. Measured worse on bench/multi_objective.py
+        #   (a weight that favours the exact objective makes its good set ignore the other).
+        if mo_loss not in ("pareto_rank", "parego"):
+            raise ValueError(f"mo_loss must be pareto_rank or parego, got {mo_loss!r}")
+        self.mo_loss = mo_loss
         self.objectives = tuple(objectives) if len(objectives) > 1 else ()
         self.vectors: dict[float, list[tuple[float, ...]]] = {}  # budget -> vectors, in the model's order
         self.rung_budgets = tuple(float(b) for b in rung_budgets)
@@ -322,9 +338,18 @@ class KDESearcher(Searcher):
         ok = str(result.get("status", "ok")) == "ok"
         self.proposer.observe(config, budget, float(result["val_error"]) if ok else math.inf)
 
-    def scalarise(self, weights: Sequence[float] | None = None) -> np.ndarray:
-        """Draw ParEGO weights (uniform on the simplex) unless given, and relabel every budget's
-        observations with their augmented Chebyshev scalarisation; returns the weights."""
+    def scalarise(self, weights: Sequence[float] | None = None) -> np.ndarray | None:
+        """Relabel every budget's observations with one scalar each for the model (see
+        ``mo_loss`` in ``__init__``). ParEGO draws weights uniformly on the simplex unless given,
+        and returns them; the Pareto-rank loss returns None. Failed and infeasible: +inf."""
+        if self.mo_loss == "pareto_rank" and weights is None:
+            for budget, vectors in self.vectors.items():
+                F = np.array(vectors, dtype=float)
+                loss = np.empty(len(F))
+                loss[promotion_order(F)] = np.arange(len(F), dtype=float)
+                loss[~np.all(np.isfinite(F), axis=1)] = math.inf
+                self.proposer.relabel(budget, loss)
+            return None
         if weights is None:
             weights = self.proposer.rng.dirichlet(np.ones(len(self.objectives)))
         weights = np.asarray(weights, dtype=float)

@@ -143,8 +143,17 @@ class TestScalarisation:
         searcher.scalarise([0.0, 1.0])
         assert np.argsort(searcher.proposer._losses[1.0][:4]).tolist() == [3, 2, 1, 0]
 
-    def test_each_proposal_draws_fresh_weights_from_the_simplex(self):
+    def test_default_loss_is_the_promotion_ranking_of_each_budget(self):
         searcher = self._searcher()
+        assert searcher.scalarise() is None
+        losses = searcher.proposer._losses[1.0]
+        # all four ok points are non-dominated: the two extremes (t0, t3) first, the infeasible last
+        assert sorted(losses[:4])[:2] == [0.0, 1.0] and {losses[0], losses[3]} == {0.0, 1.0}
+        assert math.isinf(losses[4])
+
+    def test_parego_draws_fresh_weights_from_the_simplex_per_proposal(self):
+        searcher = self._searcher()
+        searcher.mo_loss = "parego"
         w1, w2 = searcher.scalarise(), searcher.scalarise()
         assert w1.sum() == pytest.approx(1) and w2.sum() == pytest.approx(1) and not np.allclose(w1, w2)
         assert searcher.suggest("next") is not None  # a proposal after scalarising
