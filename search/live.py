@@ -69,9 +69,10 @@ class LiveDashboards:
         return tuple(str(self.settings.get("objectives") or "val_error").split())
 
     def _pareto(self, records: list[EvaluationRecord]) -> None:
-        """With several objectives: the front at each budget as ``dashboards/pareto/budget_<b>.json``
-        and ``.png``, all budgets in ``pareto_front.json`` / ``pareto_front.png``, and the front's
-        size per budget as a metric."""
+        """With several objectives: the front at each budget as ``dashboards/pareto/budget_<b>.json``,
+        all budgets in ``pareto_front.json`` and ``pareto_front.png`` (one panel per budget: one
+        figure rendered per refresh, not one per budget, since it is drawn in Tune's callback), and
+        the front's size per budget as a metric."""
         if len(self.objectives) < 2:
             return
         from jointsearch.dashboards import figures
@@ -81,7 +82,6 @@ class LiveDashboards:
         for info in infos:
             label = _budget_label(info.budget)
             self.log_artifact(f"{FOLDER}/pareto/budget_{label}.json", json.dumps(info.to_json(), indent=2))
-            self.log_artifact(f"{FOLDER}/pareto/budget_{label}.png", figures.figure_png(figures.pareto_plot([info])))
         self.log_artifact(f"{FOLDER}/pareto_front.json", json.dumps([i.to_json() for i in infos], indent=2))
         self.log_artifact(f"{FOLDER}/pareto_front.png", figures.figure_png(figures.pareto_plot(infos)))
         metrics = {}
