@@ -304,3 +304,33 @@ def test_objective_metrics_of_a_user_trainer_round_trip_through_mlflow(tmp_path)
     read = read_search(tracker.uri, "mo").records
     assert records_to_json(sorted(read, key=lambda r: r.budget)) == records_to_json(built)
     assert read[0].metrics == {"latency_ms": 4.0} and read[1].status == "infeasible"
+
+
+def test_live_dashboards_log_the_front_per_budget_and_the_report_has_its_section():
+    from jointsearch.dashboards.report import render_report
+    from jointsearch.search.live import LiveDashboards
+
+    records = [_rec(f"t{i}", err, n, budget=b) for i, (err, n, b) in enumerate(
+        [(0.3, 100, 1.0), (0.2, 900, 1.0), (0.4, 50, 1.0), (0.5, 1000, 1.0), (0.25, 400, 3.0), (0.2, 800, 3.0)])]
+    logged, metrics = {}, []
+    live = LiveDashboards(lambda m, step: metrics.append(m), logged.__setitem__,
+                          settings={"objectives": "val_error n_params"}, refresh_every=1000)
+    for r in records:
+        live.add(r)
+    live.refresh(final=False)
+    assert live.refreshes == 1
+    fronts = json.loads(logged["dashboards/pareto_front.json"])
+    assert [f["budget"] for f in fronts] == [1.0, 3.0]
+    assert [p["trial_id"] for p in fronts[0]["front"]] == ["t1", "t0", "t2"] and fronts[0]["dominated"][0][
+        "trial_id"] == "t3"
+    assert json.loads(logged["dashboards/pareto/budget_3.json"])["front"]
+    assert logged["dashboards/pareto_front.png"][:4] == b"\x89PNG"
+    assert {"pareto/front_size/1": 3, "pareto/front_size/3": 2}.items() <= metrics[-1].items()
+    single = LiveDashboards(lambda m, step: None, logged.__setitem__, refresh_every=1000)
+    logged.clear()
+    single.records.extend(records)
+    single.refresh(final=False)
+    assert not any("pareto" in k for k in logged)  # one objective: no front
+    html = render_report(records, title="t", settings={"objectives": "val_error n_params"})
+    assert 'id="pareto"' in html and 'id="pareto-front"' in html and "t2" in html
+    assert 'id="pareto"' not in render_report(records, title="t")
