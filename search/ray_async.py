@@ -295,6 +295,7 @@ class KDESearcher(Searcher):
         self.mo_loss = mo_loss
         self.objectives = tuple(objectives) if len(objectives) > 1 else ()
         self.vectors: dict[float, list[tuple[float, ...]]] = {}  # budget -> vectors, in the model's order
+        self._ranked: dict[float, int] = {}  # budget -> observations when its ranking was last given to the model
         self.rung_budgets = tuple(float(b) for b in rung_budgets)
         self.gate = gate
         self.configs: dict[str, dict] = {}
@@ -344,6 +345,9 @@ class KDESearcher(Searcher):
         and returns them; the Pareto-rank loss returns None. Failed and infeasible: +inf."""
         if self.mo_loss == "pareto_rank" and weights is None:
             for budget, vectors in self.vectors.items():
+                if self._ranked.get(budget) == len(vectors):
+                    continue  # deterministic: unchanged since the last proposal
+                self._ranked[budget] = len(vectors)
                 F = np.array(vectors, dtype=float)
                 loss = np.empty(len(F))
                 loss[promotion_order(F)] = np.arange(len(F), dtype=float)
@@ -353,6 +357,7 @@ class KDESearcher(Searcher):
         if weights is None:
             weights = self.proposer.rng.dirichlet(np.ones(len(self.objectives)))
         weights = np.asarray(weights, dtype=float)
+        self._ranked.clear()
         for budget, vectors in self.vectors.items():
             self.proposer.relabel(budget, chebyshev(np.array(vectors, dtype=float), weights))
         return weights
