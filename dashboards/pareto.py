@@ -316,7 +316,7 @@ class ParetoInfo:
     front: tuple[ParetoPoint, ...]  # non-dominated, sorted by the first objective
     dominated: tuple[ParetoPoint, ...]
     knee: int | None  # index into ``front`` (2 objectives only)
-    hypervolume: float | None  # against ``reference`` (2+ objectives, a finite reference)
+    hypervolume: float | None  # against ``reference`` (2 or 3 objectives; None above: exact HV is too slow)
     reference: tuple[float, ...] | None  # raw metric values; worst seen plus 10 % of the range
 
     def to_json(self) -> dict[str, Any]:
@@ -354,7 +354,7 @@ def pareto_fronts(records: Sequence[EvaluationRecord], objectives: Sequence[Obje
         dominated = tuple(p for i, p in enumerate(pts) if ranks[i] != 0)
         knee = knee_index(F[front_idx]) if len(objectives) == 2 else None
         hv, ref = None, None
-        if len(objectives) >= 2:
+        if 2 <= len(objectives) <= 3:  # exact HSO grows as n^(m-1): beyond 3 objectives it is left out
             worst, best = F.max(0), F.min(0)
             ref_signed = worst + 0.1 * np.where(worst > best, worst - best, np.abs(worst) + 1.0)
             hv = hypervolume(F, ref_signed)
