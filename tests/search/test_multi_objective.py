@@ -248,7 +248,7 @@ def test_two_objective_search_with_a_size_constraint_trains_nothing_above_it(ray
     a non-empty Pareto front (JSON and PNG); export --pick knee writes its rule."""
     limit = 20_000
     settings = make_settings(trainer="jointsearch.trainers.entry:evaluate", min_budget=1, max_budget=3,
-                             num_samples=10, seed=3, objectives=("val_error", "n_params"),
+                             num_samples=8, seed=3, objectives=("val_error", "n_params"),
                              constraints=(f"n_params<={limit}",), dashboard_every=4)
     summary = run_search(settings)
     results = read_search(settings.mlflow_uri, settings.experiment, summary.search_run_id)
