@@ -200,6 +200,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--total", type=float, default=None, help="max-budget equivalents per run")
     parser.add_argument("--only", default=None, help="comma-separated substrings of contender names")
+    parser.add_argument("--name", default="multi_objective", help="bench/results/NAME.json")
     args = parser.parse_args(argv)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     seeds = args.seeds or (3 if args.quick else 10)
@@ -209,7 +210,8 @@ def main(argv=None) -> int:
     runs: dict[str, list[dict]] = {}
     for name in names:
         runs[name] = [CONTENDERS[name](seed, total) for seed in range(seeds)]
-        print(f"{name}: done ({sum(r['wall_s'] for r in runs[name]):.1f} s)", flush=True)
+        hv = [round(r["hv"], 4) for r in runs[name]]
+        print(f"{name}: hv ratio per seed {hv} ({sum(r['wall_s'] for r in runs[name]):.1f} s)", flush=True)
     ours = [r["hv"] for r in runs.get(names[0], [])]
     rows, summary = [], {}
     for name, rs in runs.items():
@@ -228,7 +230,7 @@ def main(argv=None) -> int:
     print(f"\nhypervolume / true front's, after {total:g} max-budget equivalents, {seeds} seeds")
     print(table(["contender", "median", "IQR", "mean", "configs at max", "evaluations", "ours >= it"], rows))
     write_json("multi_objective", {"mode": "quick" if args.quick else "full", "seeds": seeds, "total": total,
-                                   "reference": REFERENCE, "true_hv": TRUE_HV, "results": summary})
+                                   "reference": REFERENCE, "true_hv": TRUE_HV, "results": summary}, name=args.name)
     return 0
 
 
