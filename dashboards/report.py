@@ -102,8 +102,7 @@ def _best_section(best: EvaluationRecord | Mapping[str, Any] | None) -> str:
     return _section("Best configuration", _table(["", "value"], rows, text_cols=2), "best")
 
 
-def _rank_section(records: Sequence[EvaluationRecord]) -> str:
-    info = analysis.rank_correlation(records)
+def _rank_section(info: analysis.RankCorrelationInfo, paired: Sequence[analysis.PairedErrors]) -> str:
     parts = []
     if len(info.budgets) < 2:
         parts.append(_note(f"Rank correlation needs successful evaluations at two or more budgets; "
@@ -126,19 +125,15 @@ def _rank_section(records: Sequence[EvaluationRecord]) -> str:
                            f"{info.min_pairs} are reported as insufficient, not as a number."))
     parts.append(_img(figures.rank_correlation_heatmap(info), "Rank correlation heatmap",
                       "rank-correlation-heatmap"))
-    paired = analysis.paired_errors(records)
     if any(p.n_pairs for p in paired):
         parts.append("<h3>Validation error at adjacent budgets</h3>")
         parts.append(_img(figures.budget_scatter(paired), "Budget scatter", "budget-scatter"))
     return _section("Rank correlation across budgets", "\n".join(parts), "rank-correlation")
 
 
-def _importance_section(records: Sequence[EvaluationRecord], space: Any | None) -> str:
-    try:
-        info = analysis.importance(records, space)
-    except Exception as exc:  # noqa: BLE001 - a failing third-party forest must not sink the page
-        return _section("Hyperparameter importance",
-                        _note(f"Importance could not be computed: {type(exc).__name__}: {exc}"),
+def _importance_section(info: analysis.ImportanceInfo | None, error: str | None) -> str:
+    if info is None:
+        return _section("Hyperparameter importance", _note(f"Importance could not be computed: {error}"),
                         "importance")
     if not info.sufficient:
         return _section("Hyperparameter importance", _note(f"No importance: {info.reason}."),
@@ -157,16 +152,14 @@ def _importance_section(records: Sequence[EvaluationRecord], space: Any | None) 
     return _section("Hyperparameter importance", "\n".join(parts), "importance")
 
 
-def _incumbent_section(records: Sequence[EvaluationRecord]) -> str:
-    info = analysis.incumbent_trajectory(records)
+def _incumbent_section(info: analysis.IncumbentInfo) -> str:
     if info.budget is None:
         return _section("Incumbent trajectory", _note("No evaluation succeeded."), "incumbent")
     body = _img(figures.incumbent_plot(info), "Incumbent trajectory", "incumbent-plot")
     return _section("Incumbent trajectory", body, "incumbent")
 
 
-def _budget_section(records: Sequence[EvaluationRecord]) -> str:
-    info = analysis.budget_spent(records)
+def _budget_section(info: analysis.BudgetInfo) -> str:
     if info.n_evaluations == 0:
         return _section("Budget spent", _note("No evaluations recorded."), "budget")
     rows = [[_num(r.budget), _esc(r.n_evaluations), _esc(r.n_ok), _num(r.total_budget),
@@ -182,8 +175,7 @@ def _budget_section(records: Sequence[EvaluationRecord]) -> str:
     return _section("Budget spent", "\n".join(parts), "budget")
 
 
-def _params_section(records: Sequence[EvaluationRecord]) -> str:
-    info = analysis.error_vs_params(records)
+def _params_section(info: analysis.ParamsInfo) -> str:
     if not info.n_params:
         return _section("Validation error vs parameter count",
                         _note("No successful evaluation recorded its parameter count."), "params")
@@ -225,6 +217,7 @@ def render_report(
     space: Any | None = None,
     best: EvaluationRecord | Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | None = None,
+    analyses: analysis.Analyses | None = None,
     objectives: Sequence[str] | None = None,
 ) -> str:
     """The whole report as one HTML string.
@@ -233,22 +226,25 @@ def render_report(
     best configuration shown (an :class:`EvaluationRecord`, or a plain mapping of
     hyperparameters such as an exported configuration); by default it is
     :func:`~jointsearch.dashboards.analysis.best_configuration`. ``settings`` is shown as given.
-    ``objectives`` (default: the ``objectives`` setting) adds a Pareto front section when there
-    are two or more.
+    ``analyses`` are the analyses of ``records`` already computed (:func:`analysis.analyse`; the
+    live dashboards pass the ones they logged, so the page and the JSON artifacts agree); by
+    default they are computed here. ``objectives`` (default: the ``objectives`` setting) adds a
+    Pareto front section when there are two or more.
     """
     records = list(records)
+    a = analyses if analyses is not None else analysis.analyse(records, space)
     if objectives is None:
         objectives = str((settings or {}).get("objectives") or "val_error").split()
     if best is None:
-        best = analysis.best_configuration(records)
+        best = a.best
     sections = [
         _settings_section(settings, len(records)),
         _best_section(best),
-        _rank_section(records),
-        _importance_section(records, space),
-        _incumbent_section(records),
-        _budget_section(records),
-        _params_section(records),
+        _rank_section(a.rank_correlation, a.paired),
+        _importance_section(a.importance, a.importance_error),
+        _incumbent_section(a.incumbent),
+        _budget_section(a.budget),
+        _params_section(a.params),
     ]
     if len(objectives) > 1:
         sections.insert(2, _pareto_section(records, list(objectives)))

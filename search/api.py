@@ -18,10 +18,10 @@ from jointsearch.dashboards.analysis import best_configuration
 from jointsearch.dashboards.records import EvaluationRecord
 from jointsearch.spaces import load_space, to_json
 
-from .budgets import rung_budgets, step_scale
+from .budgets import step_scale
 from .presets import get_preset
 from .interrupt import SearchInterrupted, interruptible
-from .results import read_search
+from .live import LiveDashboards
 from .settings import SearchSettings
 from .tracking import SearchTracker
 from .trainer_api import BUILTIN_RETRAINER, call_trainer, resolve
@@ -81,7 +81,7 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
     check_space(space, f"space {settings.space}")
     if not settings.builtin_trainer:
         resolve(settings.trainer)  # fail now, in the driver, not in every worker
-    rungs = rung_budgets(settings.min_budget, settings.max_budget, settings.eta)
+    rungs = list(settings.rungs)
 
     check_tracking_uri(settings.tracking_uri)
     previous = choose_search_to_continue(settings, resume=resume, force=force)
@@ -125,7 +125,9 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
         run_name = f"{previous.parent_tags.get('mlflow.runName', 'search')}-resume{resumes}"
         observations = list(previous.records)
         tracker.reattach(previous.search_run_id, previous.trial_runs,
-                         tags={RESUMES_TAG: resumes, INTERRUPTED_TAG: "", **driver_tags(), **cluster_tags})
+                         tags={RESUMES_TAG: resumes, INTERRUPTED_TAG: "", **driver_tags(), **cluster_tags},
+                         records=observations,
+                         final_status={tid: tags.get("final_status", "") for tid, tags in previous.trial_tags.items()})
         for trial_id, tags in previous.trial_tags.items():
             if not tags.get("final_status"):
                 tracker.trial_ended(trial_id, "interrupted")
@@ -136,8 +138,12 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
         log.warning("resuming search %s: %d evaluations of %d trials kept, %d trials to go",
                     previous.search_run_id, len(observations), len(previous.trial_runs), max(0, remaining))
 
-    tracker.attach_dashboards(space=space, settings=settings.as_params(), title=f"jointsearch: {run_name}",
-                              refresh_every=settings.dashboard_every, records=observations)
+    # The live dashboards watch the search beside MLflow (listeners.py); they log through the tracker.
+    dashboards = LiveDashboards(tracker.log_search_metrics, tracker.log_search_artifact, space=space,
+                                settings=settings.as_params(), title=f"jointsearch: {run_name}",
+                                refresh_every=settings.dashboard_every)
+    dashboards.records.extend(observations)
+    tracker.listeners.append(dashboards)
     heartbeat = Heartbeat(settings.tracking_uri, tracker.parent_run_id)
     heartbeat.start()
     display = None
@@ -162,6 +168,7 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
             heartbeat.stop.set()
             if display is not None:
                 display.close()
+            dashboards.finish()
             if guard.requested:
                 tracker.set_search_tags({INTERRUPTED_TAG: guard.name})
                 tracker.end_search("KILLED")
@@ -173,20 +180,23 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
         if display is not None:
             display.close()
         heartbeat.stop.set()
+        dashboards.finish()
         tracker.end_search("FINISHED")
-    results = read_search(settings.tracking_uri, settings.experiment, tracker.parent_run_id)
+    # The summary comes from what the tracker holds: every record it built or resumed from.
+    records = tracker.records
     per_budget: dict[float, int] = {}
-    for record in results.records:
+    for record in records:
         per_budget[record.budget] = per_budget.get(record.budget, 0) + 1
-    failed = sum(1 for tags in results.trial_tags.values() if tags.get("final_status") == "failed")
+    failed = sum(1 for state in tracker.trial_states().values() if state == "failed")
+    best = best_configuration(records)
     from .mlflow_view import log_incumbent
 
-    log_incumbent(tracker.client, tracker.parent_run_id, best_configuration(results.records))  # issue 15
+    log_incumbent(tracker.client, tracker.parent_run_id, best)  # issue 15
     return SearchSummary(
         search_run_id=tracker.parent_run_id, experiment=settings.experiment, tracking_uri=settings.tracking_uri,
-        budgets=tuple(rungs), n_trials=len(results.trial_runs), n_evaluations=len(results.records),
+        budgets=tuple(rungs), n_trials=len(tracker.trial_ids()), n_evaluations=len(records),
         evaluations_per_budget=dict(sorted(per_budget.items())), failed_trials=failed,
-        best=best_configuration(results.records), wall_s=time.time() - started,
+        best=best, wall_s=time.time() - started,
         resumed=previous is not None,
     )
 

@@ -62,3 +62,50 @@ def budget_step(budget: float, scale: int) -> int:
 def step_scale(budgets: list[float]) -> int:
     """1 when every budget is integral, else 1000 (steps are then thousandths of a unit)."""
     return 1 if all(abs(b - round(b)) < 1e-9 for b in budgets) else 1000
+
+
+# --- Hyperband brackets (hpbandster's order), used by the hpbandster preset, the progress
+# line's planned budget and the recipes' sample counts -------------------------------------------
+
+
+def bracket_of(iteration: int, n_rungs: int) -> int:
+    """hpbandster's bracket of an iteration: ``s`` = halvings ahead, largest first (s_max, ..., 0)."""
+    return n_rungs - 1 - iteration % n_rungs
+
+
+def bracket_size(s: int, n_rungs: int, eta: float) -> int:
+    """How many configurations hpbandster's bracket ``s`` samples: ``floor(n_rungs / (s+1)) * eta**s``."""
+    return int((n_rungs // (s + 1)) * eta**s)
+
+
+def plan_brackets(num_samples: int, n_rungs: int, eta: float) -> list[int]:
+    """The number of new configurations of each BOHB iteration, so that exactly ``num_samples`` are sampled.
+
+    Iterations follow hpbandster's order (bracket s_max first, which samples the most, then
+    s_max-1, ... 0, then again from s_max); we add iterations until their sizes reach
+    ``num_samples`` and cut the last one down to what is left. Budgets 1..9 with eta 3 (three
+    rungs) have brackets of 9, 3, 3 configurations: ``num_samples=9`` is one iteration of 9,
+    ``num_samples=20`` is 9 + 3 + 3 + 5 (the second s=2 bracket cut from 9 to 5).
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    plan: list[int] = []
+    left = num_samples
+    while left > 0:
+        size = min(left, bracket_size(bracket_of(len(plan), n_rungs), n_rungs, eta))
+        plan.append(size)
+        left -= size
+    return plan
+
+
+def stage_sizes(n0: int, s: int, eta: float) -> list[int]:
+    """Configurations per stage of a successive-halving bracket starting with ``n0`` (hpbandster's rule)."""
+    return [max(int(n0 * eta ** (-i)), 1) for i in range(s + 1)]
+
+
+def hyperband_configurations(min_budget: float, max_budget: float, eta: float, iterations: int) -> int:
+    """New configurations that ``iterations`` hpbandster iterations sample: iteration ``i`` is
+    the bracket ``s = s_max - i mod (s_max + 1)``, which starts ``floor((s_max + 1) / (s + 1)) *
+    eta**s`` configurations (hpbandster's ``HyperBand.get_next_iteration``)."""
+    n_rungs = int(round(math.log(max_budget / min_budget) / math.log(eta))) + 1
+    return sum(bracket_size(bracket_of(i, n_rungs), n_rungs, eta) for i in range(iterations))

@@ -155,11 +155,9 @@ def _cmd_search(args) -> int:
     from .api import recorded_settings, run_search
 
     if args.resume:
-        from .settings import default_mlflow_uri
-        from .validation import check_tracking_uri
+        from .settings import resolve_tracking_uri
 
-        uri = args.mlflow_uri or default_mlflow_uri()
-        check_tracking_uri(uri, must_exist=True)
+        uri = resolve_tracking_uri(args.mlflow_uri, must_exist=True)
         settings = recorded_settings(uri, args.experiment)
         settings = dataclasses.replace(settings, mlflow_uri=args.mlflow_uri or settings.mlflow_uri,
                                        ray_address=args.ray_address or settings.ray_address)
@@ -243,16 +241,13 @@ def _cmd_spaces(args) -> int:
 
 def _cmd_export(args) -> int:
     from .export import export_best
-    from .settings import default_mlflow_uri
-
-    from .validation import check_tracking_uri
+    from .settings import resolve_tracking_uri
 
     from .export import parse_pick
 
     if args.pick is not None:
         parse_pick(args.pick)  # a bad rule costs nothing, not even opening the store
-    uri = args.mlflow_uri or default_mlflow_uri()
-    check_tracking_uri(uri, must_exist=True)
+    uri = resolve_tracking_uri(args.mlflow_uri, must_exist=True)
     payload = export_best(uri, args.experiment, args.out, args.search_run, force=args.force, pick_rule=args.pick)
     print(f"wrote {args.out}: val_error {payload['val_error']:.4f} at {payload['budget']:g} "
           f"{payload['budget_unit']} (run {payload['run_id']}; picked by {payload['pick']})")
@@ -263,12 +258,10 @@ def _cmd_report(args) -> int:
     from jointsearch.dashboards.report import write_report
 
     from .results import read_search
-    from .settings import default_mlflow_uri
+    from .settings import resolve_tracking_uri
+    from .validation import check_output_file
 
-    from .validation import check_output_file, check_tracking_uri
-
-    uri = args.mlflow_uri or default_mlflow_uri()
-    check_tracking_uri(uri, must_exist=True)
+    uri = resolve_tracking_uri(args.mlflow_uri, must_exist=True)
     check_output_file(args.out, force=args.force)
     results = read_search(uri, args.experiment, args.search_run)
     title = f"jointsearch: {results.experiment} / {results.params.get('space', '')} ({results.status.lower()})"
@@ -333,12 +326,10 @@ def _cmd_train(args) -> int:
     try:
         if args.register_model:
             from .registry_model import retrain_and_register
-            from .results import check_store_exists
-            from .settings import default_mlflow_uri
+            from .settings import resolve_tracking_uri
 
-            uri = args.mlflow_uri or default_mlflow_uri()
-            if args.mlflow_uri:
-                check_store_exists(uri)  # a mistyped SQLite path must not become a new store
+            # an explicit store must exist (a mistyped SQLite path must not become a new store)
+            uri = resolve_tracking_uri(args.mlflow_uri, must_exist=bool(args.mlflow_uri))
             result, registered = retrain_and_register(uri, args.register_model.strip(), payload, args.budget,
                                                       context, experiment=args.experiment)
         else:

@@ -49,7 +49,7 @@ import numpy as np
 
 from jointsearch.spaces import config_dict, to_python
 
-from .budgets import rung_budgets
+from .budgets import bracket_of, bracket_size, plan_brackets, stage_sizes  # noqa: F401 - re-exported
 from .settings import SearchSettings
 from .tracking import SearchTracker
 from .infeasible import infeasible_reason, is_infeasible, record_infeasible
@@ -63,42 +63,7 @@ DONE_FILE = "done"  # written into a rung's folder once its state is complete
 SHUTDOWN_TIMEOUT_S = 30.0
 
 
-# --- budgets and brackets: pure arithmetic ---------------------------------------------------
-
-
-def bracket_of(iteration: int, n_rungs: int) -> int:
-    """hpbandster's bracket of an iteration: ``s`` = halvings ahead, largest first (s_max, ..., 0)."""
-    return n_rungs - 1 - iteration % n_rungs
-
-
-def bracket_size(s: int, n_rungs: int, eta: float) -> int:
-    """How many configurations hpbandster's bracket ``s`` samples: ``floor(n_rungs / (s+1)) * eta**s``."""
-    return int((n_rungs // (s + 1)) * eta**s)
-
-
-def plan_brackets(num_samples: int, n_rungs: int, eta: float) -> list[int]:
-    """The number of new configurations of each BOHB iteration, so that exactly ``num_samples`` are sampled.
-
-    Iterations follow hpbandster's order (bracket s_max first, which samples the most, then
-    s_max-1, ... 0, then again from s_max); we add iterations until their sizes reach
-    ``num_samples`` and cut the last one down to what is left. Budgets 1..9 with eta 3 (three
-    rungs) have brackets of 9, 3, 3 configurations: ``num_samples=9`` is one iteration of 9,
-    ``num_samples=20`` is 9 + 3 + 3 + 5 (the second s=2 bracket cut from 9 to 5).
-    """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-    plan: list[int] = []
-    left = num_samples
-    while left > 0:
-        size = min(left, bracket_size(bracket_of(len(plan), n_rungs), n_rungs, eta))
-        plan.append(size)
-        left -= size
-    return plan
-
-
-def stage_sizes(n0: int, s: int, eta: float) -> list[int]:
-    """Configurations per stage of a successive-halving bracket starting with ``n0`` (hpbandster's rule)."""
-    return [max(int(n0 * eta ** (-i)), 1) for i in range(s + 1)]
+# --- budgets and brackets: pure arithmetic (bracket sizes live in budgets.py) -------------------
 
 
 def rung_index(budget: float, rungs: list[float]) -> int:
@@ -381,7 +346,7 @@ def run_hpbandster(settings: SearchSettings, space, tracker: SearchTracker, run_
     from hpbandster.core.nameserver import NameServer
 
     trainer = resolve(settings.trainer)
-    rungs = [float(b) for b in rung_budgets(settings.min_budget, settings.max_budget, settings.eta)]
+    rungs = list(settings.rungs)
     plan = plan_brackets(settings.num_samples, len(rungs), settings.eta)
     n_workers = max(1, settings.max_concurrent or 1)
     space = copy.deepcopy(space)

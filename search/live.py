@@ -21,9 +21,10 @@ import json
 import logging
 from typing import Callable
 
-from jointsearch.dashboards import (budget_spent, error_vs_params, importance, incumbent_trajectory,
-                                    paired_errors, rank_correlation, records_to_json)
+from jointsearch.dashboards import rank_correlation, records_to_json
 from jointsearch.dashboards.records import EvaluationRecord
+
+from .listeners import SearchListener
 
 log = logging.getLogger("jointsearch.search")
 
@@ -34,8 +35,11 @@ def _budget_label(b: float) -> str:
     return f"{b:g}"
 
 
-class LiveDashboards:
-    """Computes and logs the search's dashboards; ``log_metrics``/``log_artifact`` go to the parent run."""
+class LiveDashboards(SearchListener):
+    """Computes and logs the search's dashboards; ``log_metrics``/``log_artifact`` go to the parent run.
+
+    A listener of the tracker (listeners.py): it is told every evaluation as it is recorded, and
+    logs back through the tracker's delivery, so an MLflow outage defers its artifacts too."""
 
     def __init__(self, log_metrics: Callable[[dict[str, float], int], None],
                  log_artifact: Callable[[str, str | bytes], None], *, space=None, settings: dict | None = None,
@@ -55,6 +59,13 @@ class LiveDashboards:
         self.records.append(record)
         if len(self.records) % self.refresh_every == 0:
             self.refresh(final=False)
+
+    on_evaluation = add
+
+    def finish(self) -> None:
+        """The final refresh, with every analysis and the report (once, when the search ends)."""
+        if self.records:
+            self.refresh(final=True)
 
     def refresh(self, final: bool) -> None:
         try:
@@ -94,10 +105,16 @@ class LiveDashboards:
 
     def _refresh(self, final: bool) -> None:
         from jointsearch.dashboards import figures
+        from jointsearch.dashboards.analysis import analyse
 
         records = list(self.records)
         step = len(records)
-        info = rank_correlation(records, min_pairs=self.min_pairs, n_bootstrap=self.n_bootstrap)
+        # The final refresh computes every analysis once, with the report's bootstrap size, and
+        # both logs and renders those objects; a refresh during the search (replaced later)
+        # computes only the rank correlation, with fewer resamples.
+        analyses = analyse(records, self.space, min_pairs=self.min_pairs) if final else None
+        info = analyses.rank_correlation if final else rank_correlation(
+            records, min_pairs=self.min_pairs, n_bootstrap=self.n_bootstrap)
         metrics: dict[str, float] = {}
         for pair in info.pairs:
             if pair.sufficient:
@@ -112,18 +129,19 @@ class LiveDashboards:
         self.log_artifact(f"{FOLDER}/rank_correlation_heatmap.png",
                           figures.figure_png(figures.rank_correlation_heatmap(info)))
         self._pareto(records)
-        if not final:
+        if analyses is None:
             return
-        self.log_artifact(f"{FOLDER}/budget_scatter.png", figures.figure_png(figures.budget_scatter(paired_errors(records))))
-        imp = importance(records, self.space)
-        self.log_artifact(f"{FOLDER}/importance.json", json.dumps(imp.to_json(), indent=2))
-        self.log_artifact(f"{FOLDER}/importance.png", figures.figure_png(figures.importance_bars(imp)))
-        self.log_artifact(f"{FOLDER}/marginals.png", figures.figure_png(figures.marginal_plots(imp)))
-        self.log_artifact(f"{FOLDER}/incumbent.png", figures.figure_png(figures.incumbent_plot(incumbent_trajectory(records))))
-        self.log_artifact(f"{FOLDER}/budget_per_rung.png", figures.figure_png(figures.budget_bars(budget_spent(records))))
-        self.log_artifact(f"{FOLDER}/error_vs_params.png", figures.figure_png(figures.params_scatter(error_vs_params(records))))
+        a = analyses
+        self.log_artifact(f"{FOLDER}/budget_scatter.png", figures.figure_png(figures.budget_scatter(a.paired)))
+        if a.importance is not None:
+            self.log_artifact(f"{FOLDER}/importance.json", json.dumps(a.importance.to_json(), indent=2))
+            self.log_artifact(f"{FOLDER}/importance.png", figures.figure_png(figures.importance_bars(a.importance)))
+            self.log_artifact(f"{FOLDER}/marginals.png", figures.figure_png(figures.marginal_plots(a.importance)))
+        self.log_artifact(f"{FOLDER}/incumbent.png", figures.figure_png(figures.incumbent_plot(a.incumbent)))
+        self.log_artifact(f"{FOLDER}/budget_per_rung.png", figures.figure_png(figures.budget_bars(a.budget)))
+        self.log_artifact(f"{FOLDER}/error_vs_params.png", figures.figure_png(figures.params_scatter(a.params)))
         self.log_artifact(f"{FOLDER}/records.json", json.dumps(records_to_json(records)))
         from jointsearch.dashboards.report import render_report
 
         self.log_artifact("report.html", render_report(records, title=self.title, space=self.space,
-                                                       settings=self.settings))
+                                                       settings=self.settings, analyses=a))

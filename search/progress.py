@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
+from .listeners import SearchListener
+
 #: Seconds between plain progress lines when the output is not a terminal (overridable by env).
 PLAIN_EVERY_S = float(os.environ.get("JOINTSEARCH_PROGRESS_EVERY_S", "10"))
 #: The live line on a terminal is redrawn at most this often.
@@ -62,10 +64,10 @@ def planned_budget(scheduler: str, num_samples: int, rungs: Sequence[float], eta
     ``scheduler`` is the preset's scheduler kind (presets.py): ``fifo`` trains every
     configuration to the max budget; ``asha`` is one successive-halving bracket from the
     smallest rung; ``hyperband``/``hyperband_bohb`` fill hpbandster's brackets in its order
-    (``hpbandster_backend.plan_brackets``). Each stage keeps ``1/eta`` of the one before, and a
+    (``budgets.plan_brackets``). Each stage keeps ``1/eta`` of the one before, and a
     promoted configuration pays only the difference to its previous budget.
     """
-    from .hpbandster_backend import plan_brackets, stage_sizes
+    from .budgets import plan_brackets, stage_sizes
 
     rungs = list(rungs)
     n_rungs = len(rungs)
@@ -88,7 +90,7 @@ def planned_budget(scheduler: str, num_samples: int, rungs: Sequence[float], eta
     return sum(bracket_cost(n0, n_rungs - 1 - i % n_rungs) for i, n0 in enumerate(plan))
 
 
-class SearchProgress:
+class SearchProgress(SearchListener):
     """Counters of one search, fed by the tracker's events (any thread); ``snapshot()`` reads them.
 
     Event order per trial: ``trial_started`` once, then any number of ``trial_state`` and
@@ -117,7 +119,7 @@ class SearchProgress:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    # --- events (called by SearchTracker) ------------------------------------------------
+    # --- events ------------------------------------------------
     def trial_started(self, trial_id: str) -> None:
         with self._lock:
             self._state.setdefault(trial_id, "running")
@@ -148,6 +150,19 @@ class SearchProgress:
             self._state[trial_id] = final_status
             if final_status == "failed":
                 self._failed.add(trial_id)
+
+    # --- as a listener of the tracker (listeners.py) ----------------------------------------
+    def on_trial_started(self, trial_id: str) -> None:
+        self.trial_started(trial_id)
+
+    def on_trial_state(self, trial_id: str, state: str) -> None:
+        self.trial_state(trial_id, state)
+
+    def on_evaluation(self, record) -> None:
+        self.evaluation(record.trial_id, record.budget, {"val_error": record.val_error, "status": str(record.status)})
+
+    def on_trial_ended(self, trial_id: str, final_status: str) -> None:
+        self.trial_ended(trial_id, final_status)
 
     # --- reading ---------------------------------------------------------------------------
     def snapshot(self) -> ProgressSnapshot:
@@ -260,5 +275,6 @@ def show_progress(tracker, settings, rungs: Sequence[float], stream: TextIO | No
     from .presets import get_preset
 
     planned = planned_budget(get_preset(settings.scheduler).scheduler, settings.num_samples, rungs, settings.eta)
-    tracker.progress = SearchProgress(planned, settings.budget_unit)
-    return ProgressDisplay(tracker.progress, stream).start()
+    progress = SearchProgress(planned, settings.budget_unit)
+    tracker.listeners.append(progress)
+    return ProgressDisplay(progress, stream).start()

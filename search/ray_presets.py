@@ -15,7 +15,7 @@ import functools
 import math
 from typing import Any, Sequence
 
-from .budgets import PROGRESS_KEY, max_units, rung_budgets
+from .budgets import PROGRESS_KEY, max_units
 from .ray_async import AsyncSuccessiveHalving, KDESearcher, trial_slots
 from .ray_tune import ConfigSpaceRandomSearcher, OptunaDefineByRun, _is_constant, optuna_distributions
 from .tracking import config_id
@@ -28,7 +28,7 @@ def _ok(observations: Sequence) -> list:
 
 
 def _rungs(settings) -> list[float]:
-    return rung_budgets(settings.min_budget, settings.max_budget, settings.eta)
+    return list(settings.rungs)
 
 
 # -- bohb: asynchronous BOHB ------------------------------------------------------------------

@@ -38,7 +38,7 @@ from ray.tune.stopper import Stopper  # noqa: E402
 from jointsearch.spaces import config_dict  # noqa: E402
 from jointsearch.spaces.io import optuna_distribution  # noqa: E402
 
-from .budgets import PROGRESS_KEY, rung_budgets
+from .budgets import PROGRESS_KEY
 from .eval_timeout import call_with_timeout, timeout_for
 from .ray_checkpoints import CheckpointPruner
 from .scratch import sweep as sweep_scratch
@@ -425,7 +425,7 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
     # Tune warns "Remote file not found: .../result.json" whenever a paused trial resumes before
     # its first JSON result was written; harmless here, and it buries the user's output.
     logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
-    rungs = tuple(rung_budgets(settings.min_budget, settings.max_budget, settings.eta))
+    rungs = settings.rungs
     timeouts = tuple(timeout_for(b, settings.budget_unit, getattr(settings, "eval_timeout", None)) for b in rungs)
     plan = TrialPlan(settings.trainer, settings.trainer_context(), rungs, settings.min_budget, timeouts,
                      constraints=settings.parsed_constraints)

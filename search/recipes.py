@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from .budgets import hyperband_configurations
 from .errors import UsageError
 
 #: Zela et al. (2018): the 17-dim joint space on CIFAR-10 (45k/5k/10k), BOHB with budgets of
@@ -33,18 +34,6 @@ ZELA2018 = {
 ZELA2018_ITERATIONS = 32
 
 RECIPES: dict[str, dict[str, Any]] = {"zela2018": ZELA2018}
-
-
-def hyperband_configurations(min_budget: float, max_budget: float, eta: float, iterations: int) -> int:
-    """New configurations that ``iterations`` hpbandster iterations sample: iteration ``i`` is
-    the bracket ``s = s_max - i mod (s_max + 1)``, which starts ``floor((s_max + 1) / (s + 1)) *
-    eta**s`` configurations (hpbandster's ``HyperBand.get_next_iteration``)."""
-    s_max = int(round(math.log(max_budget / min_budget) / math.log(eta)))
-    total = 0
-    for i in range(iterations):
-        s = s_max - i % (s_max + 1)
-        total += int(math.floor((s_max + 1) / (s + 1)) * eta ** s)
-    return total
 
 
 def recipe_values(name: str) -> dict[str, Any]:

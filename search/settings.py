@@ -27,6 +27,16 @@ def default_mlflow_uri() -> str:
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def resolve_tracking_uri(value: str | None, *, must_exist: bool = False) -> str:
+    """The one place a ``--mlflow-uri`` becomes a URI: the default store when none is given, then
+    checked (``must_exist``: commands that read a search never create a store)."""
+    from .validation import check_tracking_uri
+
+    uri = value or default_mlflow_uri()
+    check_tracking_uri(uri, must_exist=must_exist)
+    return uri
+
+
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,
             choices: tuple[str, ...] | None = None, metavar: str | None = None, cli: bool = True,
             flags: tuple[str, ...] | None = None, type: Any = None, nargs: str | None = None,
@@ -177,6 +187,11 @@ class SearchSettings:
         return self.mlflow_uri or default_mlflow_uri()
 
     @property
+    def rungs(self) -> tuple[float, ...]:
+        """Every budget a configuration can be evaluated at (budgets.rung_budgets), ascending."""
+        return tuple(rung_budgets(self.min_budget, self.max_budget, self.eta))
+
+    @property
     def builtin_trainer(self) -> bool:
         return self.trainer == BUILTIN_TRAINER
 
@@ -190,7 +205,7 @@ class SearchSettings:
             "seed": self.seed or 0,
             # issue 13: the protocol, the rung budgets it places restarts at, the size limit
             "fidelity": self.fidelity,
-            "rungs": tuple(rung_budgets(self.min_budget, self.max_budget, self.eta)),
+            "rungs": self.rungs,
             "max_params": self.max_params,
         }
         if self.constraints:  # issue 15: n_params constraints tighten the built-in trainer's size limits

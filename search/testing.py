@@ -102,3 +102,14 @@ def hanging_trainer(config: dict, budget: float, *, hang_every: int = 2, hang_bu
         while True:
             time.sleep(3600)
     return fake_trainer(config, budget, **context)
+
+
+def records_so_far(uri: str, experiment: str) -> list:
+    """What a search running in another process has recorded so far; ``[]`` until its store and
+    experiment exist (tests and scripts that watch a search from outside poll this)."""
+    from .results import read_search
+
+    try:
+        return list(read_search(uri, experiment).records)
+    except Exception:  # noqa: BLE001 - the store or the experiment does not exist yet
+        return []

@@ -27,9 +27,11 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
-from jointsearch.dashboards.records import EvaluationRecord
+from jointsearch.dashboards.records import EvaluationRecord, Status
+
+from .listeners import SearchListener
 
 
 # The MLflow client retries a refused connection 7 times with exponential backoff by default
@@ -117,16 +119,20 @@ class SearchTracker:
         self.parent_run_id: str | None = None
         self._trial_runs: dict[str, str] = {}  # trial id -> MLflow run id, once created
         self._trial_state: dict[str, str] = {}
+        # Every evaluation record of this search, as built (and, after a resume, as read back): the
+        # end-of-search summary counts these instead of reading the search back from MLflow.
+        self.records: list[EvaluationRecord] = []
         self._trial_config: dict[str, dict] = {}
         self._trial_bracket: dict[str, str | None] = {}
         self._pending: list[tuple[str, Callable[[], None]]] = []
         self._last_attempt = 0.0
         self.deferred_total = 0
-        self.dashboards = None  # a live.LiveDashboards, attached once the parent run exists
+        # The live dashboards and the progress line (listeners.py): told every event, side by side
+        # with MLflow; run_search adds them.
+        self.listeners: list[SearchListener] = []
         # Interruptions (search/interrupt.py): once its signal arrived, a trial that ends
         # without reaching the max budget was interrupted, not "stopped" by the scheduler.
         self.interrupt = None  # an interrupt.InterruptGuard while a search runs
-        self.progress = None  # a progress.SearchProgress fed with the same events, when one is shown
         self.record_metrics: tuple[str, ...] = ()  # metrics the objectives and constraints name (issue 15)
 
     # --- delivery ------------------------------------------------------------------------
@@ -180,16 +186,6 @@ class SearchTracker:
             log.warning("waiting for MLflow at %s: %d tracking operations pending", self.uri, len(self._pending))
             time.sleep(min(self.retry_interval_s, max(0.1, deadline - time.time())))
 
-    def attach_dashboards(self, *, space=None, settings: Mapping[str, Any] | None = None, title: str = "",
-                          refresh_every: int = 10, records=()) -> None:
-        """Keep the parent run's rank correlations, heatmap and report up to date as results arrive."""
-        from .live import LiveDashboards
-
-        self.dashboards = LiveDashboards(lambda m, step: self.log_search_metrics(m, step), self.log_search_artifact,
-                                         space=space, settings=dict(settings or {}), title=title,
-                                         refresh_every=refresh_every)
-        self.dashboards.records.extend(records)
-
     # --- the search ----------------------------------------------------------------------
     def start_search(self, params: Mapping[str, str], *, run_name: str, budget_unit: str,
                      artifacts: Mapping[str, str] = {}, tags: Mapping[str, str] = {}) -> str:
@@ -206,14 +202,17 @@ class SearchTracker:
             self.client.log_text(self.parent_run_id, text, name)
         return self.parent_run_id
 
-    def reattach(self, parent_run_id: str, trial_runs: Mapping[str, str], *, tags: Mapping[str, str] = {}) -> None:
-        """Continue tracking a search whose driver died: same parent run, its trials already known."""
+    def reattach(self, parent_run_id: str, trial_runs: Mapping[str, str], *, tags: Mapping[str, str] = {},
+                 records: Sequence[EvaluationRecord] = (), final_status: Mapping[str, str] = {}) -> None:
+        """Continue tracking a search whose driver died: same parent run, its trials already known
+        (with the records and final statuses it had recorded)."""
         from mlflow.entities import RunTag
 
         self.parent_run_id = parent_run_id
+        self.records.extend(records)
         for trial_id, run_id in trial_runs.items():
             self._trial_runs[trial_id] = run_id
-            self._trial_state[trial_id] = "ended"
+            self._trial_state[trial_id] = final_status.get(trial_id) or "ended"
             self._trial_config[trial_id] = {}
         self.client.update_run(parent_run_id, status="RUNNING")
         if tags:
@@ -253,8 +252,6 @@ class SearchTracker:
             self.client.log_artifact(self.parent_run_id, str(path), folder)
 
     def end_search(self, status: str = "FINISHED") -> None:
-        if self.dashboards is not None and self.dashboards.records:
-            self.dashboards.refresh(final=True)
         for trial_id in list(self._trial_state):
             if self._trial_state.get(trial_id) not in ("completed", "stopped", "failed", "interrupted", "ended"):
                 self.trial_ended(trial_id, "stopped")
@@ -280,8 +277,8 @@ class SearchTracker:
         if self.has_trial(trial_id):
             self.set_trial_state(trial_id, "running")
             return
-        if self.progress is not None:
-            self.progress.trial_started(trial_id)
+        for listener in self.listeners:
+            listener.on_trial_started(trial_id)
         self._trial_state[trial_id] = "running"
         self._trial_config[trial_id] = dict(config)
         self._trial_bracket[trial_id] = tags.get("bracket")
@@ -301,7 +298,7 @@ class SearchTracker:
     def evaluation(self, trial_id: str, budget: float, metrics: Mapping[str, Any], rung: int | None = None,
                    node: str | None = None) -> EvaluationRecord:
         """One result of a trial at one budget: built into its record once (evaluations.py), written
-        to the trial's run at step = budget, and handed to the progress line and the dashboards."""
+        to the trial's run at step = budget, kept in :attr:`records`, and handed to the listeners."""
         from mlflow.entities import Metric, RunTag
 
         from .evaluations import mlflow_fields, record_from_result
@@ -315,11 +312,14 @@ class SearchTracker:
         tag_batch = [RunTag(k, v) for k, v in tags.items()]
         self._submit(f"result of trial {trial_id} at budget {budget:g}",
                      lambda: self.client.log_batch(self._trial_runs[trial_id], metrics=batch, tags=tag_batch))
-        if self.progress is not None:
-            self.progress.evaluation(trial_id, budget, metrics)
-        if self.dashboards is not None:
-            self.dashboards.add(record)
+        self.records.append(record)
+        for listener in self.listeners:
+            listener.on_evaluation(record)
         return record
+
+    def trial_states(self) -> dict[str, str]:
+        """Each tracked trial's state: running, paused, completed, stopped, failed, interrupted, ..."""
+        return dict(self._trial_state)
 
     def set_trial_tags(self, trial_id: str, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -332,8 +332,8 @@ class SearchTracker:
     def set_trial_state(self, trial_id: str, state: str) -> None:
         if self._trial_state.get(trial_id) != state:
             self._trial_state[trial_id] = state
-            if self.progress is not None:
-                self.progress.trial_state(trial_id, state)
+            for listener in self.listeners:
+                listener.on_trial_state(trial_id, state)
             self.set_trial_tags(trial_id, {"state": state})
 
     def trial_ended(self, trial_id: str, final_status: str, reason: str | None = None, kind: str | None = None) -> None:
@@ -350,8 +350,12 @@ class SearchTracker:
             tags["failure_kind"] = kind
         self.set_trial_tags(trial_id, tags)
         self._trial_state[trial_id] = final_status
-        if self.progress is not None:
-            self.progress.trial_ended(trial_id, final_status)
+        if final_status == "failed" and not any(r.trial_id == trial_id for r in self.records):
+            # Failed before its first evaluation: the record read_search makes of such a run.
+            self.records.append(EvaluationRecord(trial_id, self._trial_config[trial_id], 0.0, float("nan"),
+                                                 status=Status.of(kind or "failed"), finished_at=time.time()))
+        for listener in self.listeners:
+            listener.on_trial_ended(trial_id, final_status)
         status = {"failed": "FAILED", "interrupted": "KILLED"}.get(final_status, "FINISHED")
         self._submit(f"end of trial {trial_id}",
                      lambda: self.client.set_terminated(self._trial_runs[trial_id], status))

@@ -113,6 +113,12 @@ class TrainSettings:
     #                                     (ascending); () -> plain SGDR from t0 and t_mult
     variant: str = "published"  # "authors": their Shake-Shake/ShakeDrop (models.py) and
     #                             zero-padded crops; "published": the papers' forms, reflect padding
+    # The accelerator's input path: one host sync (divergence check, clock) every ``sync_every``
+    # steps, forced on any device when set; None: what the device wants (16 on CUDA, 1 elsewhere).
+    # Forcing it on the CPU lets CPU tests cover that path's logic. Channels-last tensors stay
+    # CUDA-only: on the CPU, torch 2.13's backward through them crashed the process ("double free
+    # or corruption", one thread), so the CUDA memory layout is the part left to a GPU.
+    sync_every: int | None = None
 
     def __post_init__(self) -> None:
         ends = tuple(float(e) for e in self.cycle_ends)
@@ -125,6 +131,14 @@ class TrainSettings:
             raise ValueError(f"t0 must be positive, got {self.t0}")
         if not self.t_mult >= 1:
             raise ValueError(f"t_mult must be >= 1, got {self.t_mult}")
+        if self.sync_every is not None and not (isinstance(self.sync_every, int) and self.sync_every >= 1):
+            raise ValueError(f"sync_every must be a positive integer, got {self.sync_every!r}")
+
+    def input_path(self, device: torch.device) -> tuple[bool, int]:
+        """(channels_last, sync_every) on ``device``: channels-last on CUDA only; the forced
+        ``sync_every``, else the device's own."""
+        cuda = device.type == "cuda"
+        return cuda, self.sync_every or (16 if cuda else 1)
 
 
 @dataclass(frozen=True)
@@ -256,13 +270,13 @@ def _autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-def _to_model_layout(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+def _to_model_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 @torch.no_grad()
 def _error(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-           device: torch.device) -> float:
+           device: torch.device, channels_last: bool = False) -> float:
     """Fraction of ``x`` misclassified, with one host sync at the end."""
     model.eval()
     n = int(y.shape[0])
@@ -271,7 +285,7 @@ def _error(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size:
     wrong = torch.zeros((), dtype=torch.long, device=device)
     for i in range(0, n, batch_size):
         with _autocast(device):
-            out = model(_to_model_layout(x[i:i + batch_size], device))
+            out = model(_to_model_layout(x[i:i + batch_size], channels_last))
         wrong += (out.argmax(dim=1) != y[i:i + batch_size]).sum()
     return wrong.item() / n
 
@@ -327,7 +341,8 @@ def train(config: Mapping, budget: float, data: DataSplits, *, budget_unit: str 
     # --- network and optimizer ---------------------------------------------------------------
     torch.manual_seed(_stream_seed(seed, _INIT, 0))  # He init draws from the global generator
     model = build_model(config, data.in_channels, data.num_classes, settings.variant).to(dev)
-    if dev.type == "cuda":
+    channels_last, sync_every = settings.input_path(dev)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     n_params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.SGD(model.parameters(), lr=hp.learning_rate, momentum=hp.momentum,
@@ -366,12 +381,12 @@ def train(config: Mapping, budget: float, data: DataSplits, *, budget_unit: str 
         return elapsed >= budget
 
     def validate() -> float:
-        error = _error(model, val_x, val_y, settings.eval_batch_size, dev)
+        error = _error(model, val_x, val_y, settings.eval_batch_size, dev, channels_last)
         model.train()  # once here rather than every step: it walks every module
         return error
 
-    # On CUDA, reading the loss or the clock back waits for the GPU; do it every few steps.
-    sync_every = 16 if dev.type == "cuda" else 1
+    # On CUDA, reading the loss or the clock back waits for the GPU; do it every few steps
+    # (sync_every, from settings.input_path).
     loss_sum = torch.zeros((), device=dev)
     loss_count = 0
     reported_step, last_val = -1, None
@@ -399,7 +414,7 @@ def train(config: Mapping, budget: float, data: DataSplits, *, budget_unit: str 
 
         model_g.manual_seed(_stream_seed(seed, _MODEL, step))
         with _autocast(dev):
-            out = model(_to_model_layout(x, dev))
+            out = model(_to_model_layout(x, channels_last))
             if lam < 1.0:  # one log-softmax for both targets of the mix
                 log_p = F.log_softmax(out.float(), dim=1)
                 loss = lam * F.nll_loss(log_p, y_a) + (1 - lam) * F.nll_loss(log_p, y_b)
@@ -440,7 +455,7 @@ def train(config: Mapping, budget: float, data: DataSplits, *, budget_unit: str 
     if status == "ok":
         val_error = last_val if reported_step == step and last_val is not None else validate()
         test_error = (_error(model, data.test.x.to(dev), data.test.y.to(dev),
-                             settings.eval_batch_size, dev) if evaluate_test else None)
+                             settings.eval_batch_size, dev, channels_last) if evaluate_test else None)
         train_loss = last_epoch_loss
     else:
         val_error, test_error, train_loss = 1.0, (1.0 if evaluate_test else None), float("inf")

@@ -342,4 +342,15 @@ def test_analysis_gathers_every_analysis_module():
     for module in analysis.MODULES:
         for name in module.__all__:
             assert getattr(analysis, name) is getattr(module, name)
-    assert set(analysis.__all__) == {n for m in analysis.MODULES for n in m.__all__} | {"ok_budgets"}
+    assert set(analysis.__all__) == ({n for m in analysis.MODULES for n in m.__all__}
+                                     | {"ok_budgets", "Analyses", "analyse"})
+
+
+def test_analyse_computes_each_analysis_as_the_modules_do(make_records):
+    """The one computation the report and the live dashboards share equals the modules' own."""
+    ok_records = make_records({1: [0.5, 0.3, 0.4, 0.2, 0.6, 0.1], 3: [0.4, 0.25, 0.35, 0.1, 0.5, 0.05]})
+    a = analysis.analyse(ok_records, n_bootstrap=300)
+    assert a.rank_correlation == analysis.rank_correlation(ok_records, n_bootstrap=300)
+    assert repr(a.budget) == repr(analysis.budget_spent(ok_records))  # nan costs: compare the text
+    assert a.best == analysis.best_configuration(ok_records)
+    assert (a.importance is None) == (a.importance_error is not None)

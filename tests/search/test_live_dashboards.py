@@ -86,3 +86,26 @@ def test_search_logs_evolving_rank_correlation_and_report_reads_it_back(ray_runt
     # The report names the incumbent the search found, with its error as the report formats it.
     assert summary.best.trial_id in html
     assert f"{summary.best.val_error:.4g}" in html
+
+
+def test_the_report_shows_the_confidence_intervals_of_the_logged_json():
+    """One computation at the end: report.html renders the RankCorrelationInfo that was logged as
+    rank_correlation.json (they used to differ: 200 resamples live, 1000 in the report)."""
+    import random
+
+    rng = random.Random(1)
+    records = []
+    for i in range(15):
+        low, high = rng.random(), rng.random()
+        records.append(EvaluationRecord(f"t{i}", {"x": i}, 1.0, low, finished_at=i))
+        records.append(EvaluationRecord(f"t{i}", {"x": i}, 3.0, 0.5 * low + 0.5 * high, finished_at=100 + i))
+    artifacts = {}
+    live = LiveDashboards(lambda m, step: None, artifacts.__setitem__, refresh_every=1, n_bootstrap=50)
+    for record in records:
+        live.add(record)
+    during = json.loads(artifacts["dashboards/rank_correlation.json"])["pairs"][0]
+    live.finish()
+    final = json.loads(artifacts["dashboards/rank_correlation.json"])["pairs"][0]
+    assert (during["ci_low"], during["ci_high"]) != (final["ci_low"], final["ci_high"])  # 50 vs 1000 resamples
+    shown = f"[{final['ci_low']:.3g}, {final['ci_high']:.3g}]"
+    assert shown in artifacts["report.html"], shown

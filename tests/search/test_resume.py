@@ -14,17 +14,11 @@ import pytest
 
 from jointsearch.search import read_search
 from jointsearch.search.presets import SCHEDULERS
+from jointsearch.search.testing import records_so_far
 from jointsearch.search.tracking import config_id
 
 CLI = [sys.executable, "-m", "jointsearch.search.cli"]
 NUM_SAMPLES = 12
-
-
-def _evaluations(uri, experiment):
-    try:
-        return read_search(uri, experiment).records
-    except Exception:  # the store or the experiment does not exist yet
-        return []
 
 
 @pytest.mark.slow
@@ -44,7 +38,7 @@ def test_killed_search_resumes_without_repeating_work(scheduler, tmp_path):
         deadline = time.time() + 180
         # Reading the SQLite store before the driver has created its tables would race with the
         # driver's own migration; Tune's storage folder appears only after the tracker started.
-        while not (tmp_path / "ray").exists() or len(_evaluations(uri, experiment)) < 5:
+        while not (tmp_path / "ray").exists() or len(records_so_far(uri, experiment)) < 5:
             assert driver.poll() is None, driver.stdout.read()[-3000:]
             assert time.time() < deadline, "the search never got going"
             time.sleep(0.5)

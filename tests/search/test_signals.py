@@ -16,18 +16,12 @@ import mlflow
 import pytest
 
 from jointsearch.search import read_search
+from jointsearch.search.testing import records_so_far
 from jointsearch.search.tracking import config_id
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "jointsearch.search.cli"]
 NUM_SAMPLES = 10
-
-
-def _evaluations(uri, experiment):
-    try:
-        return read_search(uri, experiment).records
-    except Exception:  # the store or the experiment does not exist yet
-        return []
 
 
 def _start(tmp_path, experiment, extra_env=None, scheduler="bohb"):
@@ -41,7 +35,7 @@ def _start(tmp_path, experiment, extra_env=None, scheduler="bohb"):
     driver = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 240
-    while not (tmp_path / "ray").exists() or len(_evaluations(uri, experiment)) < 3:
+    while not (tmp_path / "ray").exists() or len(records_so_far(uri, experiment)) < 3:
         if driver.poll() is not None:
             pytest.fail(f"the search ended early: {driver.stderr.read()[-3000:]}")
         assert time.time() < deadline, "the search never got going"

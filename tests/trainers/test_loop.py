@@ -191,6 +191,43 @@ class TestContinuation:
             train(TINY, 1, synthetic, checkpoint=tmp_path / "nowhere")
 
 
+class TestAcceleratorInputPath:
+    """The GPU's input path (data on the device, one host sync every 16 steps) forced on the CPU:
+    its logic is covered here; the CUDA kernels and the channels-last layout need a GPU."""
+
+    GPU_PATH = {"sync_every": 16}
+
+    def test_the_device_chooses_unless_forced(self):
+        assert TrainSettings().input_path(torch.device("cpu")) == (False, 1)
+        assert TrainSettings().input_path(torch.device("cuda")) == (True, 16)
+        assert TrainSettings(**self.GPU_PATH).input_path(torch.device("cpu")) == (False, 16)
+        with pytest.raises(ValueError, match="sync_every"):
+            TrainSettings(sync_every=0)
+
+    def test_continuation_is_exact_on_the_accelerator_path(self, synthetic, tmp_path):
+        settings = TrainSettings(t0=0.5, **self.GPU_PATH)
+        whole = train(RANDOM_EVERYWHERE, 3, synthetic, settings=settings, save_checkpoint=tmp_path / "whole")
+        train(RANDOM_EVERYWHERE, 1.5, synthetic, settings=settings, save_checkpoint=tmp_path / "part")
+        rest = train(RANDOM_EVERYWHERE, 3, synthetic, settings=settings, checkpoint=tmp_path / "part",
+                     save_checkpoint=tmp_path / "rest")
+        assert rest.steps == whole.steps and rest.val_error == whole.val_error
+        assert weights_equal(tmp_path / "whole", tmp_path / "rest")
+        assert whole.status == "ok" and 0.0 <= whole.val_error <= 1.0
+
+    def test_divergence_is_seen_at_the_next_sync(self, synthetic):
+        """NaN from the first step: the host looks only every 16 steps (or at an epoch's end)."""
+        steps_per_epoch = math.ceil(len(synthetic.train) / TINY.get("batch_size", 64))
+        record = train(TINY, 3, make_nan_data(synthetic), settings=TrainSettings(**self.GPU_PATH))
+        assert record.status == "diverged" and record.val_error == 1.0
+        assert record.steps == min(16, steps_per_epoch)
+        host = train(TINY, 3, make_nan_data(synthetic))
+        assert host.steps == 1  # the host path looks after every step
+
+    def test_time_budgets_end_on_the_accelerator_path(self, synthetic):
+        record = train(TINY, 1.0, synthetic, budget_unit="seconds", settings=TrainSettings(**self.GPU_PATH))
+        assert record.status == "ok" and record.budget_reached >= 1.0 and record.steps >= 16
+
+
 class TestReporting:
     def test_report_after_each_epoch_and_at_the_end(self, synthetic):
         seen: list[Progress] = []
