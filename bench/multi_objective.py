@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--total", type=float, default=None, help="max-budget equivalents per run")
     parser.add_argument("--only", default=None, help="comma-separated substrings of contender names")
-    parser.add_argument("--name", default="multi_objective", help="bench/results/NAME.json")
+    parser.add_argument("--out", default="multi_objective", help="bench/results/OUT.json")
     args = parser.parse_args(argv)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     seeds = args.seeds or (3 if args.quick else 10)
@@ -230,7 +230,7 @@ def main(argv=None) -> int:
     print(f"\nhypervolume / true front's, after {total:g} max-budget equivalents, {seeds} seeds")
     print(table(["contender", "median", "IQR", "mean", "configs at max", "evaluations", "ours >= it"], rows))
     write_json("multi_objective", {"mode": "quick" if args.quick else "full", "seeds": seeds, "total": total,
-                                   "reference": REFERENCE, "true_hv": TRUE_HV, "results": summary}, name=args.name)
+                                   "reference": REFERENCE, "true_hv": TRUE_HV, "results": summary}, name=args.out)
     return 0
 
 
