@@ -181,7 +181,8 @@ class KDEProposer:
 
     def relabel(self, budget: float, losses) -> None:
         """Replace the losses of every observation at ``budget`` (same order as observed), e.g.
-        with a fresh scalarisation of several objectives (ParEGO); non-finite ones become +inf."""
+        with a fresh scalarisation of several objectives (their Pareto rank, or ParEGO); non-finite
+        ones become +inf."""
         budget = float(budget)
         old = self._losses.get(budget, [])
         if len(losses) != len(old):

@@ -29,7 +29,7 @@ from jointsearch.dashboards.pareto import Constraint, Objective, parse_constrain
 from .errors import UsageError
 
 #: Presets whose searcher and scheduler handle a vector of objectives: ``bohb`` (Pareto promotion
-#: in AsyncSuccessiveHalving, ParEGO scalarisations in the KDE searcher) and ``random`` (nothing
+#: in AsyncSuccessiveHalving, Pareto-rank losses for the KDE searcher) and ``random`` (nothing
 #: ranks; every configuration runs to the max budget).
 MULTI_OBJECTIVE_PRESETS = ("bohb", "random")
 

@@ -123,7 +123,7 @@ class SearchSettings:
     # Issue 15, several objectives and constraints (dashboards/pareto.py holds the maths):
     objectives: tuple[str, ...] = setting(("val_error",), "metrics to minimise together (NAME or NAME:max; any "
                                                           "numeric metric the trainer returns); more than one: "
-                                                          "Pareto promotion and ParEGO proposals (--preset bohb)",
+                                                          "Pareto promotion and proposals (--preset bohb or random)",
                                           nargs="+", metavar="METRIC")
     constraints: tuple[str, ...] = setting((), "METRIC<=VALUE (or <, >=, >), repeatable; n_params is checked before "
                                                "training with the built-in trainer, other metrics after: a breach "
