@@ -27,6 +27,7 @@ from .analysis import (
     ParamsInfo,
     RankCorrelationInfo,
 )
+from .pareto import ParetoInfo
 
 __all__ = [
     "budget_bars",
@@ -36,6 +37,7 @@ __all__ = [
     "incumbent_plot",
     "marginal_plots",
     "params_scatter",
+    "pareto_plot",
     "rank_correlation_heatmap",
 ]
 
@@ -258,4 +260,48 @@ def params_scatter(info: ParamsInfo) -> Figure:
     ax.set_title("Validation error vs parameter count", fontsize=10)
     if len(set(info.budget)) > 1:
         fig.colorbar(points, ax=ax, label="budget")
+    return fig
+
+
+def pareto_plot(infos: Sequence[ParetoInfo], *, x: str | None = None, y: str = "val_error") -> Figure:
+    """The Pareto front at each budget (one panel per budget, from :func:`.pareto.pareto_fronts`):
+    ``y`` (val_error) against ``x`` (default: the first other objective); front points in colour
+    joined as a staircase, dominated points in grey, the knee circled. A log x axis when the
+    values are positive and span more than two decades (parameter counts)."""
+    infos = [i for i in infos if i.front]
+    if not infos:
+        return _message_figure("No successful evaluation with every objective yet.", "Pareto front")
+    objectives = list(infos[0].objectives)
+    names = [o.partition(":")[0] for o in objectives]
+    if len(names) < 2:
+        return _message_figure("The Pareto front needs two or more objectives.", "Pareto front")
+    yi = names.index(y) if y in names else 0
+    xi = names.index(x) if x in names else next(i for i in range(len(names)) if i != yi)
+    n = len(infos)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig = _new_figure(4.2 * cols, 3.6 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, info in zip(axes.flat, infos):
+        fx = [p.values[xi] for p in info.front]
+        fy = [p.values[yi] for p in info.front]
+        dx = [p.values[xi] for p in info.dominated]
+        dy = [p.values[yi] for p in info.dominated]
+        ax.scatter(dx, dy, s=14, color="#b0b0b0", label=f"dominated ({len(dx)})")
+        order = np.argsort(fx)
+        ax.step(np.array(fx)[order], np.array(fy)[order], where="post", color="C0", alpha=0.6)
+        ax.scatter(fx, fy, s=22, color="C0", zorder=3, label=f"front ({len(fx)})")
+        if info.knee is not None:
+            ax.scatter([fx[info.knee]], [fy[info.knee]], s=120, facecolors="none", edgecolors="C3", zorder=4,
+                       label="knee")
+        every = [v for v in fx + dx if v is not None]
+        if every and min(every) > 0 and max(every) / min(every) > 100:
+            ax.set_xscale("log")
+        ax.set_xlabel(objectives[xi])
+        ax.set_ylabel(objectives[yi])
+        hv = f", HV {info.hypervolume:.3g}" if info.hypervolume is not None and len(objectives) == 2 else ""
+        ax.set_title(f"budget {_fmt_budget(info.budget)}{hv}", fontsize=10)
+        ax.legend(fontsize=8, loc="best")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
     return fig

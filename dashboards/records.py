@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jointsearch.spaces.io import to_python
@@ -68,6 +68,9 @@ class EvaluationRecord:
     #                                    pays the difference, a rung from scratch all of it); None: unknown
     rung: int | None = None  # index of ``budget`` among the search's rung budgets (0 = min budget)
     node: str | None = None  # the Ray node (id prefix) that ran it, on a cluster
+    # The trainer's other numeric metrics that the search needs by name (objectives and
+    # constraints such as a user's ``latency_ms``; issue 15); finite floats only.
+    metrics: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Copy the config so a caller mutating its dict cannot change a "frozen" record.
@@ -95,6 +98,8 @@ class EvaluationRecord:
             object.__setattr__(self, "rung", int(self.rung))
         if self.node is not None:
             object.__setattr__(self, "node", str(self.node))
+        object.__setattr__(self, "metrics", {str(k): float(v) for k, v in (self.metrics or {}).items()
+                                             if v is not None and math.isfinite(float(v))})
 
     @property
     def ok(self) -> bool:
@@ -140,6 +145,7 @@ def records_to_json(records: Iterable[EvaluationRecord]) -> list[dict[str, Any]]
                 "budget_spent": None if r.budget_spent is None else _json_number(r.budget_spent),
                 "rung": r.rung,
                 "node": r.node,
+                "metrics": dict(r.metrics),
             }
         )
     return out
@@ -166,6 +172,7 @@ def records_from_json(data: Sequence[Mapping[str, Any]]) -> list[EvaluationRecor
                 budget_spent=d.get("budget_spent"),
                 rung=d.get("rung"),
                 node=d.get("node"),
+                metrics=d.get("metrics") or {},
             )
         )
     return out

@@ -209,6 +209,28 @@ def _budget_decisions_section(decisions: Sequence[Mapping[str, Any]]) -> str:
             _table(["after evaluations", "decision", "budget", "compared with budget", "Spearman ρ", "CI",
                     "pairs", "effective min budget"], rows, text_cols=2)]
     return _section("Adaptive budgets", "\n".join(body), "adaptive-budgets")
+def _pareto_section(records: Sequence[EvaluationRecord], objectives: Sequence[str]) -> str:
+    from .pareto import pareto_fronts
+
+    infos = pareto_fronts(records, objectives)
+    names = ", ".join(objectives)
+    if not infos:
+        return _section("Pareto front", _note(f"No successful evaluation with every objective ({names}) yet."),
+                        "pareto")
+    top = infos[-1]
+    parts = [_note(f"Objectives: {names}. Non-dominated evaluations at each budget (the last evaluation of "
+                   f"each configuration there); grey points are dominated, the circle marks the knee.")]
+    rows = []
+    for i, p in enumerate(top.front):
+        rows.append([_esc(p.trial_id) + (" (knee)" if i == top.knee else "")] + [_num(v) for v in p.values])
+    parts.append(f"<h3>Front at budget {_num(top.budget)}</h3>")
+    parts.append(_table(["trial", *top.objectives], rows))
+    hv = [f"{_num(i.budget)}: {_num(i.hypervolume)} ({len(i.front)} points)" for i in infos if i.hypervolume is not None]
+    if hv:
+        parts.append(_note("Hypervolume per budget (reference: the worst value seen plus 10 % of the range, "
+                           "per objective): " + "; ".join(hv) + "."))
+    parts.append(_img(figures.pareto_plot(infos), "Pareto front per budget", "pareto-front"))
+    return _section("Pareto front", "\n".join(parts), "pareto")
 
 
 def render_report(
@@ -220,6 +242,7 @@ def render_report(
     settings: Mapping[str, Any] | None = None,
     analyses: analysis.Analyses | None = None,
     budget_decisions: Sequence[Mapping[str, Any]] | None = None,
+    objectives: Sequence[str] | None = None,
 ) -> str:
     """The whole report as one HTML string.
 
@@ -231,9 +254,13 @@ def render_report(
     live dashboards pass the ones they logged, so the page and the JSON artifacts agree); by
     default they are computed here. ``budget_decisions`` (dicts with the fields of
     ``search.adaptive_budgets.BudgetDecision``) adds an "Adaptive budgets" section when there are any.
+    ``objectives`` (default: the ``objectives`` setting) adds a Pareto front section when there
+    are two or more.
     """
     records = list(records)
     a = analyses if analyses is not None else analysis.analyse(records, space)
+    if objectives is None:
+        objectives = str((settings or {}).get("objectives") or "val_error").split()
     if best is None:
         best = a.best
     sections = [
@@ -246,6 +273,8 @@ def render_report(
         _budget_section(a.budget),
         _params_section(a.params),
     ]
+    if len(objectives) > 1:
+        sections.insert(2, _pareto_section(records, list(objectives)))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"

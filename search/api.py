@@ -106,6 +106,9 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
                                settings.warm_start_top)
 
     tracker = SearchTracker(settings.tracking_uri, settings.experiment, step_scale(rungs))
+    from .results import objective_metrics
+
+    tracker.record_metrics = tuple(objective_metrics(settings.as_params()))  # issue 15: what records keep
     observations: list[EvaluationRecord] = []
     run_settings = settings
     if previous is None:

@@ -35,6 +35,13 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class _AppendToTuple(argparse.Action):
+    """A repeatable flag whose default is an immutable tuple (argparse's "append" mutates its default)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, tuple(getattr(namespace, self.dest) or ()) + (values,))
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -60,10 +67,14 @@ def _add_search(sub) -> None:
         meta = f.metadata
         default = getattr(d, f.name)
         shown = f" (default: {default})" if default not in (None, "") else ""
-        p.add_argument(*(meta["flags"] or (_flag(f.name),)), dest=f.name,
-                       type=meta["type"] or _setting_type(hints[f.name]),
-                       default=default,
-                       choices=meta["choices"], metavar=meta["metavar"], help=meta["help"] + shown)
+        kind = meta["type"] or _setting_type(hints[f.name])
+        extra: dict[str, Any] = {}
+        if meta.get("nargs") or meta.get("action"):  # a tuple of strings: --objectives A B, --constraint X (x2)
+            kind = str
+            extra = {"nargs": meta["nargs"]} if meta.get("nargs") else {"action": _AppendToTuple}
+            shown = f" (default: {' '.join(default)})" if default else ""
+        p.add_argument(*(meta["flags"] or (_flag(f.name),)), dest=f.name, type=kind, default=default,
+                       choices=meta["choices"], metavar=meta["metavar"], help=meta["help"] + shown, **extra)
     p.add_argument("--trainer-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="a keyword for the trainer (repeatable; VALUE is parsed as JSON when it can be)")
     p.add_argument("--resume", action="store_true",
@@ -102,6 +113,10 @@ def _build_parser() -> _Parser:
     export.add_argument("--search-run", default=None, help="a search's parent run id (default: the newest)")
     export.add_argument("--out", default="best.json")
     export.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    export.add_argument("--pick", default=None, metavar="RULE",
+                        help="which configuration: min:METRIC, max:METRIC or knee[:METRIC] (the knee of the front "
+                             "of val_error against METRIC), then optional ,METRIC<=VALUE constraints, e.g. "
+                             "min:val_error,n_params<=5e6 (default: min:val_error)")
 
     report = sub.add_parser("report", help="write a self-contained HTML report of a search (running or finished)")
     report.add_argument("--mlflow-uri", default=None)
@@ -225,13 +240,15 @@ def _cmd_spaces(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from .export import export_best
+    from .export import export_best, parse_pick
     from .settings import resolve_tracking_uri
 
+    if args.pick is not None:
+        parse_pick(args.pick)  # a bad rule costs nothing, not even opening the store
     uri = resolve_tracking_uri(args.mlflow_uri, must_exist=True)
-    payload = export_best(uri, args.experiment, args.out, args.search_run, force=args.force)
+    payload = export_best(uri, args.experiment, args.out, args.search_run, force=args.force, pick_rule=args.pick)
     print(f"wrote {args.out}: val_error {payload['val_error']:.4f} at {payload['budget']:g} "
-          f"{payload['budget_unit']} (run {payload['run_id']})")
+          f"{payload['budget_unit']} (run {payload['run_id']}; picked by {payload['pick']})")
     return 0
 
 

@@ -21,7 +21,7 @@ Searches recorded before ``status_code`` existed are read from their ``val_error
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from jointsearch.dashboards.records import EvaluationRecord, Status
 
@@ -38,9 +38,11 @@ RECORD_KEYS = frozenset({"val_error", "status", "cost_s", "n_params", "budget_sp
 
 
 def record_from_result(trial_id: str, config: Mapping[str, Any], budget: float, metrics: Mapping[str, Any], *,
-                       rung: int | None, bracket: Any = None, finished_at_ms: int, node: str | None = None
-                       ) -> EvaluationRecord:
-    """The record of one result as the trainer returned it (``trainer_api.call_trainer``'s dict)."""
+                       rung: int | None, bracket: Any = None, finished_at_ms: int, node: str | None = None,
+                       extra: Sequence[str] = ()) -> EvaluationRecord:
+    """The record of one result as the trainer returned it (``trainer_api.call_trainer``'s dict);
+    ``extra`` names the other metrics kept in ``record.metrics`` (the search's objectives and
+    constraints, as :func:`records_from_run` reads them back)."""
     return EvaluationRecord(
         trial_id=trial_id, config=config, budget=budget,
         val_error=_finite(metrics.get("val_error")),
@@ -51,7 +53,15 @@ def record_from_result(trial_id: str, config: Mapping[str, Any], budget: float, 
         n_params=int(metrics["n_params"]) if metrics.get("n_params") is not None else None,
         budget_spent=metrics.get("budget_spent"),
         rung=rung, node=node or None,
+        metrics={k: v for k, v in extra_metrics(metrics).items() if k in extra},
     )
+
+
+def extra_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The trainer's numeric metrics that the record has no field for (finite ones), kept in
+    ``record.metrics`` so that objectives and constraints can name any of them (issue 15)."""
+    return {k: float(v) for k, v in metrics.items()
+            if k not in RECORD_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def mlflow_fields(record: EvaluationRecord, extra: Mapping[str, Any], step_scale: int
@@ -59,9 +69,7 @@ def mlflow_fields(record: EvaluationRecord, extra: Mapping[str, Any], step_scale
     """(step, metrics, tags) that :func:`records_from_run` reads back as ``record``; ``extra`` are the
     trainer's other numeric metrics (non-finite ones are dropped: MLflow charts cannot show them)."""
     step = budget_step(record.budget, step_scale)
-    metrics = {k: float(v) for k, v in extra.items()
-               if k not in RECORD_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
-               and math.isfinite(v)}
+    metrics = extra_metrics(extra)
     metrics.update(budget=record.budget, status_code=float(STATUS_CODES[record.status]))
     if math.isfinite(record.val_error):
         metrics["val_error"] = record.val_error
@@ -82,9 +90,13 @@ def mlflow_fields(record: EvaluationRecord, extra: Mapping[str, Any], step_scale
     return step, metrics, tags
 
 
-def records_from_run(client, run, config: Mapping[str, Any], step_scale: int) -> list[EvaluationRecord]:
-    """Every evaluation recorded in one trial's child run, in budget order (see the module doc)."""
+def records_from_run(client, run, config: Mapping[str, Any], step_scale: int, extra: Sequence[str] = ()
+                     ) -> list[EvaluationRecord]:
+    """Every evaluation recorded in one trial's child run, in budget order (see the module doc).
+    ``extra`` names other metrics to read back into ``record.metrics`` (a search's objectives and
+    constraints; reading every metric's history would cost one request per metric and run)."""
     run_id, tags = run.info.run_id, run.data.tags
+    extra = [k for k in dict.fromkeys(extra) if k not in RECORD_KEYS]
     trial_id = tags.get("jointsearch.trial_id", run_id)
     bracket = tags.get("bracket")
 
@@ -95,7 +107,7 @@ def records_from_run(client, run, config: Mapping[str, Any], step_scale: int) ->
 
     codes, errors = history("status_code"), history("val_error")
     values = {key: {step: m.value for step, m in history(key).items()}
-              for key in ("cost_s", "n_params", "budget_spent", "rung")}
+              for key in ("cost_s", "n_params", "budget_spent", "rung", *extra)}
     steps = sorted(codes) if codes else sorted(errors)
     records = []
     for i, step in enumerate(steps):
@@ -116,6 +128,7 @@ def records_from_run(client, run, config: Mapping[str, Any], step_scale: int) ->
             n_params=int(n_params) if n_params is not None else None,
             budget_spent=values["budget_spent"].get(step), rung=int(rung) if rung is not None else None,
             node=tags.get(f"node.{step}"),
+            metrics={k: values[k][step] for k in extra if step in values[k]},
         ))
     if not records and tags.get("final_status") == "failed":
         # It failed before its first evaluation: budget 0, nothing spent; its kind says how.

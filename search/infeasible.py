@@ -25,10 +25,17 @@ def infeasible_reason(metrics: Mapping[str, Any]) -> str:
     return str(metrics.get("reason") or "infeasible: the trainer refused this configuration")
 
 
+def trained(metrics: Mapping[str, Any]) -> bool:
+    """Whether an infeasible result was measured after training: a constraint broken by a metric
+    known only then (search/objectives.py). It spent budget, so it is recorded as an evaluation."""
+    return bool(metrics.get("constraint_violations"))
+
+
 def record_infeasible(tracker, trial_id: str, metrics: Mapping[str, Any], reasons: dict[str, str]) -> bool:
     """When ``metrics`` is an infeasible result: remember its reason in ``reasons`` (the run is
     closed as failed with it when the trial ends), tag the trial's run with its parameter count,
-    and return True so the caller records no evaluation. Otherwise return False."""
+    and return True so the caller records no evaluation, unless it was :func:`trained` (then its
+    evaluation is recorded, status infeasible). Otherwise return False."""
     if not is_infeasible(metrics):
         return False
     reasons[trial_id] = infeasible_reason(metrics)
@@ -36,4 +43,4 @@ def record_infeasible(tracker, trial_id: str, metrics: Mapping[str, Any], reason
     if metrics.get("n_params") is not None:
         tags["n_params"] = str(int(metrics["n_params"]))
     tracker.set_trial_tags(trial_id, tags)
-    return True
+    return not trained(metrics)

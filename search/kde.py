@@ -192,6 +192,17 @@ class KDEProposer:
         self._losses.setdefault(budget, []).append(loss)
         self._dirty.add(budget)
 
+    def relabel(self, budget: float, losses) -> None:
+        """Replace the losses of every observation at ``budget`` (same order as observed), e.g.
+        with a fresh scalarisation of several objectives (their Pareto rank, or ParEGO); non-finite
+        ones become +inf."""
+        budget = float(budget)
+        old = self._losses.get(budget, [])
+        if len(losses) != len(old):
+            raise ValueError(f"relabel: {len(losses)} losses for {len(old)} observations at budget {budget:g}")
+        self._losses[budget] = [float(x) if math.isfinite(float(x)) else math.inf for x in losses]
+        self._dirty.add(budget)
+
     @property
     def n_observations(self) -> int:
         return sum(len(v) for v in self._losses.values())

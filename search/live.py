@@ -78,6 +78,35 @@ class LiveDashboards(SearchListener):
         except Exception as exc:  # noqa: BLE001 - dashboards are best effort by design
             log.warning("could not update the dashboards: %s", exc)
 
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """The search's objectives (its ``objectives`` setting, issue 15)."""
+        return tuple(str(self.settings.get("objectives") or "val_error").split())
+
+    def _pareto(self, records: list[EvaluationRecord]) -> None:
+        """With several objectives: the front at each budget as ``dashboards/pareto/budget_<b>.json``,
+        all budgets in ``pareto_front.json`` and ``pareto_front.png`` (one panel per budget: one
+        figure rendered per refresh, not one per budget, since it is drawn in Tune's callback), and
+        the front's size per budget as a metric."""
+        if len(self.objectives) < 2:
+            return
+        from jointsearch.dashboards import figures
+        from jointsearch.dashboards.pareto import pareto_fronts
+
+        infos = pareto_fronts(records, self.objectives)
+        for info in infos:
+            label = _budget_label(info.budget)
+            self.log_artifact(f"{FOLDER}/pareto/budget_{label}.json", json.dumps(info.to_json(), indent=2))
+        self.log_artifact(f"{FOLDER}/pareto_front.json", json.dumps([i.to_json() for i in infos], indent=2))
+        self.log_artifact(f"{FOLDER}/pareto_front.png", figures.figure_png(figures.pareto_plot(infos)))
+        metrics = {}
+        for info in infos:
+            # (no hypervolume metric: its reference point moves with the worst point seen, so
+            # values at two steps do not compare; the JSON gives it with its reference)
+            metrics[f"pareto/front_size/{_budget_label(info.budget)}"] = len(info.front)
+        if metrics:
+            self.log_metrics(metrics, len(records))
+
     def _refresh(self, final: bool) -> None:
         from jointsearch.dashboards import figures
         from jointsearch.dashboards.analysis import analyse
@@ -103,6 +132,7 @@ class LiveDashboards(SearchListener):
         self.log_artifact(f"{FOLDER}/rank_correlation.csv", info.to_csv())
         self.log_artifact(f"{FOLDER}/rank_correlation_heatmap.png",
                           figures.figure_png(figures.rank_correlation_heatmap(info)))
+        self._pareto(records)
         if analyses is None:
             return
         a = analyses

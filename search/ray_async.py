@@ -22,6 +22,13 @@ The searcher learns from every rung result as it arrives (not only at the end of
 result whose status is not "ok" (failed, diverged, infeasible) and a trial that raised are bad
 points for the model (loss +inf), as in hpbandster.
 
+Several objectives (issue 15, ``--objectives val_error n_params``): a rung keeps each result's
+objective vector and "top 1/eta" means the first 1/eta of the rung by non-dominated rank, then
+crowding distance (MO-ASHA, Schmucker et al. 2021; ``AsyncSuccessiveHalving.position``); the
+searcher's model gets each configuration's position in that same ranking as its loss
+(``KDESearcher.scalarise``; ParEGO scalarisations are the alternative). Promotion still continues
+from checkpoints.
+
 Slots: Ray starts as many trials as the resources allow only if Tune has that many trials
 pending, and a trial that Tune already queued would take a freed slot before a promotion could.
 So :meth:`AsyncSuccessiveHalving.wants_new_trial` gates the searcher: a new configuration is
@@ -47,14 +54,24 @@ import math
 import time
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
+from jointsearch.dashboards.pareto import Objective, chebyshev, promotion_order
+
 from .adaptive_budgets import AdaptiveBudgets, BudgetDecision
 from .kde import KDEProposer
+from .objectives import objective_vector
 
 __all__ = ["AsyncSuccessiveHalving", "KDESearcher", "trial_slots"]
+
+
+def _finite(value: float | tuple[float, ...]) -> bool:
+    """A rung value that can be promoted: a finite error, or an objective vector without inf."""
+    return all(math.isfinite(v) for v in value) if isinstance(value, tuple) else math.isfinite(value)
 
 
 def trial_slots(cpus_per_trial: float, gpus_per_trial: float, max_concurrent: int = 0) -> int:
@@ -83,9 +100,13 @@ class AsyncSuccessiveHalving(FIFOScheduler):
     """
 
     def __init__(self, *, n_rungs: int, eta: float, num_samples: int, slots: Callable[[], int],
-                 metric: str = "val_error", adaptive: AdaptiveBudgets | None = None):
+                 metric: str = "val_error", adaptive: AdaptiveBudgets | None = None,
+                 objectives: Sequence[Objective] = ()):
         super().__init__()
         self._metric, self._mode = metric, "min"
+        # Issue 15: with two or more objectives a rung holds each result's signed objective vector
+        # and ranks them by Pareto rank and crowding (_multi_objective_position).
+        self.objectives = tuple(objectives) if len(objectives) > 1 else ()
         self.n_rungs, self.eta, self.num_samples = n_rungs, eta, num_samples
         self._slots = slots
         self._slots_cache: tuple[float, int] = (0.0, 1)
@@ -94,6 +115,7 @@ class AsyncSuccessiveHalving(FIFOScheduler):
         self.at_rung: dict[str, int] = {}  # trial id -> the rung it last reported
         self.added = 0
         self._sorted_cache: dict[int, list[float]] = {}
+        self._mo_order: dict[int, dict[str, int]] = {}  # rung -> trial id -> position (several objectives)
         self._trials: list[Trial] = []  # Tune's list of trials (the controller's own, not a copy)
         self.adaptive = adaptive  # issue 14: which low rungs are trusted (None: all, plain bohb)
         self.results_seen = 0  # rung results received (the step of the adaptive-budget metrics)
@@ -121,11 +143,35 @@ class AsyncSuccessiveHalving(FIFOScheduler):
         if rung >= self.n_rungs - 1 or trial_id in self.promoted[rung] or self.rung_dropped(rung):
             return False
         value = self.rungs[rung].get(trial_id)
-        if value is None or not math.isfinite(value):
+        if value is None or not _finite(value):
             return False
-        ordered = self._sorted(rung)
-        k = int(len(ordered) / self.eta + 1e-9)
-        return bisect.bisect_left(ordered, value) < k  # fewer than k results are better
+        k = int(len(self.rungs[rung]) / self.eta + 1e-9)
+        return self.position(rung, trial_id) < k  # fewer than k results rank before it
+
+    def position(self, rung: int, trial_id: str) -> int:
+        """How many results of ``rung`` rank before this trial's: with one objective, those with a
+        smaller value; with several, those before it in the multi-objective order."""
+        if self.objectives:
+            return self._multi_objective_position(rung, trial_id)
+        return bisect.bisect_left(self._sorted(rung), self.rungs[rung][trial_id])
+
+    def _multi_objective_position(self, rung: int, trial_id: str) -> int:
+        """MO-ASHA's ranking (Schmucker et al. 2021): non-dominated sorting, then crowding distance
+        within a front (dashboards/pareto.py ``promotion_order``); cached until the rung changes."""
+        if rung not in self._mo_order:
+            ids = list(self.rungs[rung])
+            order = promotion_order(np.array([self.rungs[rung][t] for t in ids], dtype=float))
+            self._mo_order[rung] = {ids[i]: pos for pos, i in enumerate(order)}
+        return self._mo_order[rung][trial_id]
+
+    def objective_value(self, result: dict) -> float | tuple[float, ...]:
+        """What a result files under at its rung: its metric (+inf when not ok or not finite), or
+        with several objectives its signed objective vector (objectives.objective_vector)."""
+        if self.objectives:
+            return objective_vector(result, self.objectives)
+        ok = str(result.get("status", "ok")) == "ok"
+        value = float(result.get(self._metric, math.inf))
+        return value if ok and math.isfinite(value) else math.inf
 
     def _sorted(self, rung: int) -> list[float]:
         """The rung's values in order, cached until the rung changes (asked once per paused trial
@@ -134,9 +180,10 @@ class AsyncSuccessiveHalving(FIFOScheduler):
             self._sorted_cache[rung] = sorted(self.rungs[rung].values())
         return self._sorted_cache[rung]
 
-    def _record(self, rung: int, trial_id: str, value: float) -> None:
+    def _record(self, rung: int, trial_id: str, value: float | tuple[float, ...]) -> None:
         self.rungs[rung][trial_id] = value
         self._sorted_cache.pop(rung, None)
+        self._mo_order.pop(rung, None)
 
     def _paused_promotable(self) -> list[tuple[int, Trial]]:
         out = []
@@ -145,7 +192,7 @@ class AsyncSuccessiveHalving(FIFOScheduler):
                 rung = self.at_rung.get(trial.trial_id)
                 if rung is not None and self.promotable(trial.trial_id, rung):
                     out.append((rung, trial))
-        out.sort(key=lambda rt: (-rt[0], self.rungs[rt[0]][rt[1].trial_id]))
+        out.sort(key=lambda rt: (-rt[0], self.position(rt[0], rt[1].trial_id)))
         return out
 
     def _busy(self) -> int:
@@ -179,8 +226,8 @@ class AsyncSuccessiveHalving(FIFOScheduler):
         rung = int(result.get("rung", 0))
         ok = str(result.get("status", "ok")) == "ok"
         value = float(result.get(self._metric, math.inf))
-        value = value if ok and math.isfinite(value) else math.inf
-        self._record(rung, trial.trial_id, value)
+        value = value if ok and math.isfinite(value) else math.inf  # the adaptive budgets watch the metric
+        self._record(rung, trial.trial_id, self.objective_value(result))
         self.at_rung[trial.trial_id] = rung
         self.results_seen += 1
         self._learn_budgets(trial.trial_id, rung, value)
@@ -222,14 +269,16 @@ class AsyncSuccessiveHalving(FIFOScheduler):
     def _finalist(self) -> Trial | None:
         if self.rungs[-1]:
             return None
-        best: tuple[int, float, Trial] | None = None
+        best: tuple[int, int, Trial] | None = None
         for trial in self._trials:
             rung = self.at_rung.get(trial.trial_id)
             if trial.status != Trial.PAUSED or rung is None or trial.trial_id in self.promoted[rung]:
                 continue
-            value = self.rungs[rung].get(trial.trial_id, math.inf)
-            if math.isfinite(value) and (best is None or (-rung, value) < (-best[0], best[1])):
-                best = (rung, value, trial)
+            if trial.trial_id not in self.rungs[rung] or not _finite(self.rungs[rung][trial.trial_id]):
+                continue
+            position = self.position(rung, trial.trial_id)
+            if best is None or (-rung, position) < (-best[0], best[1]):
+                best = (rung, position, trial)
         if best is None:
             return None
         self.promoted[best[0]].add(best[2].trial_id)
@@ -287,10 +336,25 @@ class KDESearcher(Searcher):
 
     def __init__(self, space, *, rung_budgets: Sequence[float], seed: int | None = None,
                  gate: Callable[[], bool] | None = None, untrusted: Callable[[], Sequence[float]] | None = None,
-                 pooled: bool = False, **kde: Any):
+                 pooled: bool = False, objectives: Sequence[Objective] = (), mo_loss: str = "pareto_rank",
+                 **kde: Any):
         super().__init__(metric="val_error", mode="min")
         self.proposer = KDEProposer(space, seed=seed, **kde)
         self.proposer.pooled = pooled  # issue 14, measured, off in every preset (kde.py)
+        # Issue 15, several objectives. Every observation keeps its signed objective vector; before
+        # each proposal the model's losses are recomputed from them (:meth:`scalarise`):
+        # "pareto_rank" (default): a configuration's position in the promotion ranking of its
+        #   budget (non-dominated rank, then crowding; dashboards/pareto.py promotion_order), so the
+        #   KDE's good set is the current front and its spread, as in MOTPE (Ozaki et al. 2020);
+        # "parego": ParEGO (Knowles 2006), weights drawn uniformly from the simplex per proposal
+        #   and the augmented Chebyshev scalarisation. Measured worse on bench/multi_objective.py
+        #   (a weight that favours the exact objective makes its good set ignore the other).
+        if mo_loss not in ("pareto_rank", "parego"):
+            raise ValueError(f"mo_loss must be pareto_rank or parego, got {mo_loss!r}")
+        self.mo_loss = mo_loss
+        self.objectives = tuple(objectives) if len(objectives) > 1 else ()
+        self.vectors: dict[float, list[tuple[float, ...]]] = {}  # budget -> vectors, in the model's order
+        self._ranked: dict[float, int] = {}  # budget -> observations when its ranking was last given to the model
         self.rung_budgets = tuple(float(b) for b in rung_budgets)
         self.gate = gate
         self.untrusted = untrusted  # issue 14: budgets the model must not fit on (the scheduler's dropped rungs)
@@ -311,6 +375,8 @@ class KDESearcher(Searcher):
             return dict(config)
         if self.untrusted is not None:
             self.proposer.untrusted = set(self.untrusted())
+        if self.objectives:
+            self.scalarise()
         proposal = self.proposer.propose()
         self.configs[trial_id] = proposal.config
         self.proposals[trial_id] = proposal.kind
@@ -322,15 +388,47 @@ class KDESearcher(Searcher):
             return
         rung = int(result["rung"])
         self.reached[trial_id] = rung
+        self.observe(config, float(result.get("budget", self.rung_budgets[rung])), result)
+
+    def observe(self, config: dict, budget: float, result: dict) -> None:
+        """One result for the model: its val_error (+inf when not ok), or with several objectives
+        its objective vector (scalarised afresh at each proposal)."""
+        if self.objectives:
+            vector = objective_vector(result, self.objectives)
+            self.proposer.observe(config, budget, 0.0 if all(map(math.isfinite, vector)) else math.inf)
+            self.vectors.setdefault(float(budget), []).append(vector)
+            return
         ok = str(result.get("status", "ok")) == "ok"
-        self.proposer.observe(config, float(result.get("budget", self.rung_budgets[rung])),
-                              float(result["val_error"]) if ok else math.inf)
+        self.proposer.observe(config, budget, float(result["val_error"]) if ok else math.inf)
+
+    def scalarise(self, weights: Sequence[float] | None = None) -> np.ndarray | None:
+        """Relabel every budget's observations with one scalar each for the model (see
+        ``mo_loss`` in ``__init__``). ParEGO draws weights uniformly on the simplex unless given,
+        and returns them; the Pareto-rank loss returns None. Failed and infeasible: +inf."""
+        if self.mo_loss == "pareto_rank" and weights is None:
+            for budget, vectors in self.vectors.items():
+                if self._ranked.get(budget) == len(vectors):
+                    continue  # deterministic: unchanged since the last proposal
+                self._ranked[budget] = len(vectors)
+                F = np.array(vectors, dtype=float)
+                loss = np.empty(len(F))
+                loss[promotion_order(F)] = np.arange(len(F), dtype=float)
+                loss[~np.all(np.isfinite(F), axis=1)] = math.inf
+                self.proposer.relabel(budget, loss)
+            return None
+        if weights is None:
+            weights = self.proposer.rng.dirichlet(np.ones(len(self.objectives)))
+        weights = np.asarray(weights, dtype=float)
+        self._ranked.clear()
+        for budget, vectors in self.vectors.items():
+            self.proposer.relabel(budget, chebyshev(np.array(vectors, dtype=float), weights))
+        return weights
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         config = self.configs.get(trial_id)
         if error and config is not None:  # it raised on its way to the next rung: a bad point there
             rung = min(self.reached.get(trial_id, -1) + 1, len(self.rung_budgets) - 1)
-            self.proposer.observe(config, self.rung_budgets[rung], math.inf)
+            self.observe(config, self.rung_budgets[rung], {"status": "failed", "val_error": math.inf})
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: a resumed search warm-starts from MLflow (see api.run_search)."""

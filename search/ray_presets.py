@@ -39,10 +39,11 @@ def build_bohb(settings, space):
     rungs = _rungs(settings)
     slots = functools.partial(trial_slots, settings.cpus_per_trial, settings.gpus_per_trial, settings.max_concurrent)
     adaptive = AdaptiveBudgets(rungs) if adaptive_budgets_on(settings) else None
+    objectives = _objectives(settings)
     scheduler = AsyncSuccessiveHalving(n_rungs=len(rungs), eta=settings.eta, num_samples=settings.num_samples,
-                                       slots=slots, adaptive=adaptive)
+                                       slots=slots, adaptive=adaptive, objectives=objectives)
     searcher = KDESearcher(space, rung_budgets=rungs, seed=settings.seed, gate=scheduler.wants_new_trial,
-                           untrusted=scheduler.dropped_budgets)
+                           untrusted=scheduler.dropped_budgets, objectives=objectives)
     return searcher, scheduler
 
 
@@ -50,6 +51,13 @@ def adaptive_budgets_on(settings) -> bool:
     """``--adaptive-budgets``: auto (the default) and on mean on for bohb (settings.validate
     refuses on for another preset)."""
     return getattr(settings, "adaptive_budgets", "auto") in ("auto", "on")
+
+
+def _objectives(settings) -> tuple:
+    """The search's objectives (issue 15); settings without the field (older callers): val_error."""
+    from jointsearch.dashboards.pareto import parse_objectives
+
+    return parse_objectives(getattr(settings, "objectives", ("val_error",)))
 
 
 def warm_start_bohb(searcher: KDESearcher, scheduler: AsyncSuccessiveHalving, space, observations: Sequence,
@@ -64,14 +72,16 @@ def warm_start_bohb(searcher: KDESearcher, scheduler: AsyncSuccessiveHalving, sp
             continue
         ok = r.status == "ok" and math.isfinite(r.val_error)
         budget = r.budget if r.budget > 0 else rungs[0]  # failed before any rung: a bad point at the first
+        result = {"status": r.status.value if ok else "failed", "val_error": r.val_error, "cost_s": r.cost_s,
+                  "n_params": r.n_params, "budget_spent": r.budget_spent, **r.metrics}
         try:
-            searcher.proposer.observe(r.config, budget, r.val_error if ok else math.inf)
+            searcher.observe(r.config, budget, result)
         except Exception:  # noqa: BLE001 - a configuration the space no longer accepts teaches nothing
             continue
         taken += 1
         rung = index.get(round(budget, 9))
         if rung is not None and scheduler is not None:
-            scheduler.warm_start([(f"resumed-{r.trial_id}", rung, r.val_error if ok else math.inf)])
+            scheduler.warm_start([(f"resumed-{r.trial_id}", rung, scheduler.objective_value(result))])
     return taken
 
 

@@ -47,6 +47,7 @@ from .presets import get_preset
 from .settings import SearchSettings
 from .tracking import SearchTracker, config_id
 from .infeasible import record_infeasible
+from .objectives import apply_constraints
 from .trainer_api import call_trainer, failure_kind, resolve
 
 log = logging.getLogger("jointsearch.search")
@@ -64,6 +65,7 @@ class TrialPlan:
     rungs: tuple[float, ...]
     min_budget: float
     rung_timeouts: tuple[float, ...] = ()  # seconds per rung's evaluation, 0: none (eval_timeout.py)
+    constraints: tuple = ()  # dashboards.pareto.Constraint: checked on every result (objectives.py)
 
 
 def trainable(config: dict, plan: TrialPlan) -> None:
@@ -100,6 +102,7 @@ def trainable(config: dict, plan: TrialPlan) -> None:
                                         **plan.context)
             metrics.setdefault("cost_s", time.time() - started)
             metrics.setdefault("budget_spent", budget - (0.0 if resume_from is None else done))
+            apply_constraints(metrics, plan.constraints)  # issue 15: a breach found after training
             done = budget
             if not math.isfinite(metrics["val_error"]):
                 metrics["val_error"] = float("inf")  # schedulers sort on it; MLflow skips it
@@ -424,7 +427,8 @@ def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: 
     logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
     rungs = settings.rungs
     timeouts = tuple(timeout_for(b, settings.budget_unit, getattr(settings, "eval_timeout", None)) for b in rungs)
-    plan = TrialPlan(settings.trainer, settings.trainer_context(), rungs, settings.min_budget, timeouts)
+    plan = TrialPlan(settings.trainer, settings.trainer_context(), rungs, settings.min_budget, timeouts,
+                     constraints=settings.parsed_constraints)
     searcher, scheduler = _searcher_and_scheduler(settings, space)
     if hasattr(scheduler, "attach_tracker"):  # issue 14: adaptive-budget decisions go to MLflow
         scheduler.attach_tracker(tracker)

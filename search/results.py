@@ -86,6 +86,7 @@ def read_search(uri: str, experiment: str, search_run_id: str | None = None) -> 
     scale = int(parent.data.tags.get(STEP_SCALE_TAG, "1") or 1)
     children = client.search_runs([exp.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'",
                                   max_results=50000)
+    extra = objective_metrics(parent.data.params)
     records: list[EvaluationRecord] = []
     trial_runs: dict[str, str] = {}
     trial_tags: dict[str, dict[str, str]] = {}
@@ -94,13 +95,27 @@ def read_search(uri: str, experiment: str, search_run_id: str | None = None) -> 
         trial_id = tags.get(TRIAL_ID_TAG, child.info.run_id)
         trial_runs[trial_id] = child.info.run_id
         trial_tags[trial_id] = dict(tags)
-        records.extend(records_from_run(client, child, _typed_config(space, child.data.params), scale))
+        records.extend(records_from_run(client, child, _typed_config(space, child.data.params), scale, extra))
     records.sort(key=lambda r: (r.finished_at, r.trial_id, r.budget))
     return SearchResults(experiment=experiment, search_run_id=parent_id, status=parent.info.status,
                          params=dict(parent.data.params), space_json=space_json,
                          budget_unit=parent.data.tags.get(BUDGET_UNIT_TAG, parent.data.params.get("budget_unit", "")),
                          records=records, trial_runs=trial_runs, trial_tags=trial_tags,
                          parent_tags=dict(parent.data.tags))
+
+
+def objective_metrics(params: dict[str, str]) -> list[str]:
+    """The metrics a search's objectives and constraints name (its ``objectives`` and
+    ``constraints`` params, issue 15): read back into each record's ``metrics``."""
+    from jointsearch.dashboards.pareto import parse_constraint
+
+    names = [spec.partition(":")[0] for spec in params.get("objectives", "").split()]
+    for text in params.get("constraints", "").split(","):
+        try:
+            names.append(parse_constraint(text).metric)
+        except ValueError:
+            pass
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def _typed_config(space, params: dict[str, str]) -> dict[str, Any]:

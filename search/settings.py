@@ -41,14 +41,17 @@ def resolve_tracking_uri(value: str | None, *, must_exist: bool = False) -> str:
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,
             choices: tuple[str, ...] | None = None, metavar: str | None = None, cli: bool = True,
-            flags: tuple[str, ...] | None = None, type: Any = None) -> Any:
+            flags: tuple[str, ...] | None = None, type: Any = None, nargs: str | None = None,
+            action: str | None = None) -> Any:
     """A field of :class:`SearchSettings` with what its command-line flag needs: the one place a
     setting is declared. ``cli.py`` turns each such field into ``--field-name`` (type from the
     annotation, default from here); ``cli=False`` keeps a field off the command line (it has a
     flag of another shape there, such as ``--trainer-arg KEY=VALUE`` for ``trainer_kwargs``);
     ``flags`` replaces the flag name (the first is shown, the others are aliases) and ``type`` the
-    parser of its value."""
-    metadata = {"help": help, "choices": choices, "metavar": metavar, "cli": cli, "flags": flags, "type": type}
+    parser of its value; ``nargs`` (``"+"``: several values after one flag) and ``action``
+    (``"append"``: a repeatable flag) shape a flag that collects a tuple."""
+    metadata = {"help": help, "choices": choices, "metavar": metavar, "cli": cli, "flags": flags, "type": type,
+                "nargs": nargs, "action": action}
     return field(default=default, default_factory=default_factory, metadata=metadata)
 
 
@@ -124,6 +127,25 @@ class SearchSettings:
                                             "(rank correlation, with hysteresis); auto: on for bohb, which is "
                                             "the only preset that can", choices=ADAPTIVE_BUDGETS)
 
+    # Issue 15, several objectives and constraints (dashboards/pareto.py holds the maths):
+    objectives: tuple[str, ...] = setting(("val_error",), "metrics to minimise together (NAME or NAME:max; any "
+                                                          "numeric metric the trainer returns); more than one: "
+                                                          "Pareto promotion and proposals (--preset bohb or random)",
+                                          nargs="+", metavar="METRIC")
+    constraints: tuple[str, ...] = setting((), "METRIC<=VALUE (or <, >=, >), repeatable; n_params is checked before "
+                                               "training with the built-in trainer, other metrics after: a breach "
+                                               "records the evaluation infeasible", flags=("--constraint",),
+                                           action="append", metavar="METRIC<=VALUE")
+
+    def __post_init__(self) -> None:
+        # The CLI, the API and settings.json (resume) give lists or a string; the record holds tuples.
+        for name in ("objectives", "constraints"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = value.split() if name == "objectives" else [value]
+            if isinstance(value, (list, tuple)):
+                object.__setattr__(self, name, tuple(value))
+
     @property
     def gpu_packing(self) -> bool:
         """``--gpus-per-trial auto``: each configuration asks for the GPU memory it needs."""
@@ -151,6 +173,23 @@ class SearchSettings:
             raise UsageError(f"--gpus-per-trial auto needs a Ray preset, not --scheduler {self.scheduler}")
 
     @property
+    def parsed_objectives(self):
+        """``objectives`` as :class:`~jointsearch.dashboards.pareto.Objective` records."""
+        from jointsearch.dashboards.pareto import parse_objectives
+
+        return parse_objectives(self.objectives)
+
+    @property
+    def parsed_constraints(self):
+        from jointsearch.dashboards.pareto import parse_constraint
+
+        return tuple(parse_constraint(c) for c in self.constraints)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
     def tracking_uri(self) -> str:
         return self.mlflow_uri or default_mlflow_uri()
 
@@ -176,6 +215,10 @@ class SearchSettings:
             "rungs": self.rungs,
             "max_params": self.max_params,
         }
+        if self.constraints:  # issue 15: n_params constraints tighten the built-in trainer's size limits
+            from .objectives import params_limits
+
+            context.update(params_limits(self.max_params, self.parsed_constraints))
         context.update(self.trainer_kwargs)
         return context
 
@@ -186,6 +229,8 @@ class SearchSettings:
             value = getattr(self, f.name)
             if f.name == "mlflow_uri":
                 value = self.tracking_uri
+            elif isinstance(value, tuple):  # objectives, constraints: as typed
+                value = (" " if f.name == "objectives" else ", ").join(str(v) for v in value)
             out[f.name] = "" if value is None else str(value)
         return out
 
@@ -229,6 +274,9 @@ class SearchSettings:
         if self.adaptive_budgets == "on" and self.scheduler != "bohb":
             raise UsageError(f"--adaptive-budgets on needs --preset bohb (the asynchronous BOHB); "
                              f"--preset {self.scheduler} cannot drop rungs")
+        from .objectives import check_objectives
+
+        check_objectives(self)
         if not self.experiment or not self.experiment.strip():
             raise UsageError("--experiment must not be empty")
         if self.builtin_trainer and self.dataset == "cifar10" and cifar10_missing(self.data_dir):

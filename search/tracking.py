@@ -133,6 +133,7 @@ class SearchTracker:
         # Interruptions (search/interrupt.py): once its signal arrived, a trial that ends
         # without reaching the max budget was interrupted, not "stopped" by the scheduler.
         self.interrupt = None  # an interrupt.InterruptGuard while a search runs
+        self.record_metrics: tuple[str, ...] = ()  # metrics the objectives and constraints name (issue 15)
 
     # --- delivery ------------------------------------------------------------------------
     def _submit(self, what: str, op: Callable[[], None]) -> None:
@@ -311,7 +312,8 @@ class SearchTracker:
 
         now = int(time.time() * 1000)
         record = record_from_result(trial_id, self._trial_config[trial_id], budget, metrics, rung=rung,
-                                    bracket=self._trial_bracket.get(trial_id), finished_at_ms=now, node=node)
+                                    bracket=self._trial_bracket.get(trial_id), finished_at_ms=now, node=node,
+                                    extra=self.record_metrics)
         step, values, tags = mlflow_fields(record, metrics, self.step_scale)
         batch = [Metric(k, v, now, step) for k, v in values.items()]
         tag_batch = [RunTag(k, v) for k, v in tags.items()]

@@ -63,6 +63,11 @@ SETTING_RULES: list[tuple[str, Callable[[Any], bool], str]] = [
      "--adaptive-budgets must be auto, on or off, got {value!r}"),
     ("keep_checkpoints", lambda v: v in ("all", "promotable", "none"),
      "--keep-checkpoints must be all, promotable or none, got {value!r}"),
+    # issue 15: the shape here; the grammar in objectives.check_objectives (dashboards/pareto.py parses it)
+    ("objectives", lambda v: isinstance(v, tuple) and 1 <= len(v) <= 16 and all(isinstance(x, str) for x in v),
+     "--objectives takes 1 to 16 metric names, got {value!r}"),
+    ("constraints", lambda v: isinstance(v, tuple) and len(v) <= 64 and all(isinstance(x, str) for x in v),
+     "--constraint takes METRIC<=VALUE strings (at most 64), got {value!r}"),
     ("trainer_kwargs", lambda v: isinstance(v, dict) and all(isinstance(k, str) and k.isidentifier() for k in v),
      "--trainer-arg keys must be Python identifiers, got {value!r}"),
 ]

@@ -17,6 +17,9 @@ CASES = {
     "jointsearch.spaces": ("torch", "ray", "mlflow"),
     "jointsearch.dashboards.analysis": ("torch", "ray", "mlflow"),
     "jointsearch.dashboards.records": ("torch", "ray", "mlflow"),
+    # issue 15: the Pareto maths, shared by the search and the dashboards
+    "jointsearch.dashboards.pareto": ("torch", "ray", "mlflow"),
+    "jointsearch.search.objectives": ("torch", "ray", "mlflow"),
     "jointsearch.trainers": ("ray", "mlflow"),
     # What the search validates settings against: the trainer's vocabulary, without torch.
     "jointsearch.trainers.facts": ("torch", "ray", "mlflow"),

@@ -103,7 +103,8 @@ def evaluate(config: dict, budget: float, *, dataset: str = "digits",
              max_budget: float | None = None, seed: int = 0, checkpoint_dir: str | None = None,
              save_dir: str | None = None, device: str | None = None,
              fidelity: str = "restarts", rungs: Sequence[float] | None = None,
-             max_params: int | None = None, variant: str = "published") -> dict:
+             max_params: int | None = None, min_params: int | None = None,
+             variant: str = "published") -> dict:
     """Train ``config`` to the total ``budget`` and return its validation error and cost.
 
     ``fidelity`` and ``rungs`` (the search's rung budgets) fix the learning rate schedule (see
@@ -111,21 +112,26 @@ def evaluate(config: dict, budget: float, *, dataset: str = "digits",
     / 15). Under ``restarts`` and ``continue`` a configuration promoted from a small budget and
     continued from ``checkpoint_dir`` follows the schedule it would have followed in one run;
     under ``scratch`` ``checkpoint_dir`` is ignored. ``save_dir`` keeps the final state for a
-    continuation. ``max_params`` (None or 0: no limit) rejects larger networks untrained.
+    continuation. ``max_params`` (None or 0: no limit) rejects larger networks untrained, and
+    ``min_params`` smaller ones (both come from ``--max-params`` and ``n_params`` constraints).
     ``variant="authors"`` trains the authors' Shake-Shake/ShakeDrop and zero-padded crops
     instead of the published forms (``models.py``; ``--trainer-arg variant=authors``).
     Returns ``{"val_error", "train_loss", "cost_s", "budget", "budget_unit", "status",
     "n_params", "steps", "device", "budget_spent"}`` (plus ``"reason"`` when infeasible).
     """
     data = _cached_dataset(dataset, data_dir, seed)
-    if max_params:
+    if max_params or min_params:
         n_params = count_parameters(config, data.in_channels, data.num_classes)
-        if n_params > max_params:
+        reason = None
+        if max_params and n_params > max_params:
+            reason = (f"{n_params:,} parameters exceed the limit of {int(max_params):,} "
+                      f"(--max-params or an n_params --constraint); not trained")
+        elif min_params and n_params < min_params:
+            reason = f"{n_params:,} parameters, below the n_params --constraint of {int(min_params):,}; not trained"
+        if reason:
             return {"val_error": 1.0, "train_loss": math.inf, "cost_s": 0.0, "budget": float(budget),
                     "budget_unit": str(budget_unit), "status": INFEASIBLE, "n_params": int(n_params),
-                    "steps": 0, "device": "none", "budget_spent": 0.0,
-                    "reason": f"{n_params:,} parameters exceed the limit of {int(max_params):,} "
-                              f"(--max-params); not trained"}
+                    "steps": 0, "device": "none", "budget_spent": 0.0, "reason": reason}
     settings = dataclasses.replace(schedule_settings(fidelity, budget, rungs=rungs, max_budget=max_budget),
                                    variant=variant)
     if fidelity == "scratch":
