@@ -3,6 +3,8 @@ real search seeded by another through the resume path's warm start."""
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import pytest
 
@@ -55,12 +57,18 @@ def test_a_search_starts_from_another_and_evaluates_its_best_first(ray_runtime, 
     assert len(later.trial_runs) == 4
     # The earlier search's records stay out of this search's own results.
     assert {r.trial_id for r in later.records}.isdisjoint({r.trial_id for r in earlier.records})
-    # Proposed first: Tune numbers its trials in the order the searcher proposed them (two slots
-    # start them together, so the MLflow runs' start times need not follow that order).
+    # The two best come first: they are the first two trials started (two slots start them
+    # together, so their own order may swap) and the ones tagged as warm-start proposals.
     configs = {r.trial_id: r.config for r in later.records}
-    warm = sorted(t for t, tags in later.trial_tags.items() if tags.get("proposal") == "warm_start")
-    assert warm == sorted(later.trial_tags)[:2]
-    assert [configs[t] for t in warm] == best_two
+    warm = {t for t, tags in later.trial_tags.items() if tags.get("proposal") == "warm_start"}
+    trials = client.search_runs([parent.info.experiment_id], filter_string="tags.`jointsearch.kind` = 'trial'",
+                                order_by=["attributes.start_time ASC"])
+    assert {t.data.tags["jointsearch.trial_id"] for t in trials[:2]} == warm
+
+    def key(config):
+        return json.dumps(dict(config), sort_keys=True)
+
+    assert sorted(key(configs[t]) for t in warm) == sorted(key(c) for c in best_two)
 
 
 @pytest.mark.slow
