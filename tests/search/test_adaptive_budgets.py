@@ -8,6 +8,9 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
+from bench.simulate import SimController as _Controller
+from bench.simulate import SimTrial
+
 from jointsearch.search.adaptive_budgets import (DROP_BELOW, MIN_PAIRS, RESTORE_ABOVE, AdaptiveBudgets,
                                                  decisions_from_history, rank_agreement)
 
@@ -130,20 +133,9 @@ class TestDecisionRule:
 # -- the scheduler at a dropped rung ------------------------------------------------------------
 
 
-class _Trial:
-    def __init__(self, trial_id, status=Trial.RUNNING):
-        self.trial_id, self.status = trial_id, status
-
-
-class _Controller:
-    def __init__(self, trials):
-        self.trials = trials
-
-    def get_trials(self):
-        return self.trials
-
-    def stop_trial(self, trial):
-        trial.status = Trial.TERMINATED
+def _Trial(trial_id, status=Trial.RUNNING):
+    """A trial as the scheduler sees it (bench/simulate.py's stand-in for Tune's)."""
+    return SimTrial(trial_id, {}, status)
 
 
 def _scheduler(adaptive):

@@ -9,6 +9,9 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
+from bench.simulate import SimController as _Controller
+from bench.simulate import SimTrial
+
 from jointsearch.dashboards.pareto import parse_constraint, parse_objectives
 from jointsearch.dashboards.records import EvaluationRecord
 from jointsearch.search import SearchSettings, UsageError, read_search, run_search
@@ -22,20 +25,9 @@ from jointsearch.spaces import get
 TWO = parse_objectives(["val_error", "n_params"])
 
 
-class _Trial:
-    def __init__(self, trial_id, status=Trial.RUNNING):
-        self.trial_id, self.status = trial_id, status
-
-
-class _Controller:
-    def __init__(self, trials):
-        self.trials = trials
-
-    def get_trials(self):
-        return self.trials
-
-    def stop_trial(self, trial):
-        trial.status = Trial.TERMINATED
+def _Trial(trial_id, status=Trial.RUNNING):
+    """A trial as the scheduler sees it (bench/simulate.py's stand-in for Tune's)."""
+    return SimTrial(trial_id, {}, status)
 
 
 class TestSettings:
