@@ -7,11 +7,25 @@ only for ``retrain`` (the ``train`` command; registry_model.py publishes its net
 proposer, imports neither.
 """
 
-from .api import SearchSummary, retrain, run_search
-from .errors import UsageError
-from .export import export_best, load_export
-from .results import SearchResults, read_search
-from .settings import SearchSettings
+import importlib
 
-__all__ = ["SearchResults", "SearchSettings", "SearchSummary", "UsageError", "export_best", "load_export",
-           "read_search", "retrain", "run_search"]
+# Exported lazily (PEP 562): a Ray trial process imports this package to reach
+# ray_trainable.py, and must not pay for MLflow, the tracker and the dashboards it never uses.
+_EXPORTS = {
+    "SearchResults": "results", "SearchSettings": "settings", "SearchSummary": "api", "UsageError": "errors",
+    "export_best": "export", "load_export": "export", "read_search": "results", "retrain": "api",
+    "run_search": "api",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

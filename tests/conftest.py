@@ -9,6 +9,10 @@ tests/deploy/conftest.py adds PostgreSQL and the compose bridge, which only the 
 * ``make_ray_cluster(num_cpus=1, worker_cpus=None, *, auth=True, timeout=60)``
   -> :class:`RayCluster`. A head node and optionally one worker node, each a real
   ``ray start --block`` process tree, from the ``ray-head`` / ``ray-worker`` service commands.
+* ``sqlite_uri`` -> ``sqlite:///<tmp_path>/mlflow.db``, an empty MLflow store with its tables made,
+  and ``fresh_store(path) -> uri`` for a store at another path (a copy of one store the session
+  migrated once: creating MLflow's tables costs seconds of CPU per store on 2 cores; the tests of
+  a store's very first creation, test_store_lock.py and the fuzz test, make theirs from nothing).
 * ``ray_runtime`` (session-scoped): one in-process local Ray for tests that call ``run_search``
   in the pytest process (tests/search, tests/dashboards/test_browser.py).
 
@@ -116,6 +120,34 @@ def make_ray_cluster() -> Callable[..., RayCluster]:
         cluster.stop()
         for _, temp_dir in cluster.nodes:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _migrated_store(tmp_path_factory) -> Path:
+    """One empty MLflow SQLite store whose tables MLflow made, for :func:`fresh_store` to copy."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()  # creates and migrates the tables
+    return path
+
+
+@pytest.fixture(name="fresh_store", scope="session")
+def _fresh_store_fixture(_migrated_store) -> Callable[[Path], str]:
+    """``fresh_store(path) -> 'sqlite:///path'``: an empty store at ``path``, tables made."""
+
+    def make(path: Path) -> str:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_migrated_store, path)
+        return f"sqlite:///{path}"
+
+    return make
+
+
+@pytest.fixture
+def sqlite_uri(tmp_path, fresh_store) -> str:
+    return fresh_store(tmp_path / "mlflow.db")
 
 
 @pytest.fixture(scope="session")

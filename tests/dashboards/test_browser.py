@@ -84,7 +84,7 @@ def _keep(screenshots: list[Path]) -> None:
 
 
 def test_mlflow_ui_training_view_and_report_show_the_trials_and_the_heatmap(
-    chromium, ray_runtime, make_mlflow_server, native_env, tmp_path, request
+    chromium, ray_runtime, make_mlflow_server, native_env, tmp_path, request, fresh_store
 ):
     """After a search against a real MLflow server: the UI opens the experiment in its
     model-training view, with the trial runs nested under the search run and ``val_error``, the
@@ -92,7 +92,7 @@ def test_mlflow_ui_training_view_and_report_show_the_trials_and_the_heatmap(
     its charts (parallel coordinates, val_error vs budget); the UI's artifact view of the search run displays
     dashboards/rank_correlation_heatmap.png, and the report written by ``jointsearch report``
     renders the heatmap (inline PNG) and counts every trial and evaluation."""
-    server = make_mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts")
+    server = make_mlflow_server(fresh_store(tmp_path / 'server.db'), tmp_path / "artifacts")
     summary = run_search(SearchSettings(
         space="tiny", trainer="jointsearch.search.testing:fake_trainer", min_budget=1, max_budget=9, eta=3,
         num_samples=27, seed=3, mlflow_uri=server.uri, experiment="browser",

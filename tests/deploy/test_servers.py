@@ -126,11 +126,11 @@ def _restart_and_check(server, experiment_id: str, run_id: str) -> None:
 
 
 class TestMlflowServer:
-    def test_sqlite_store_survives_restart(self, make_mlflow_server, tmp_path):
+    def test_sqlite_store_survives_restart(self, make_mlflow_server, tmp_path, sqlite_uri):
         """A run logged before stop() is read back after start() on the same port; artifacts
         go through the server into artifacts_dir."""
         artifacts = tmp_path / "artifacts"
-        server = make_mlflow_server(f"sqlite:///{tmp_path / 'mlflow.db'}", artifacts)
+        server = make_mlflow_server(sqlite_uri, artifacts)
         experiment_id, run_id = _log_run(server.uri)
         assert list(artifacts.rglob("hello.txt")), "artifact was not stored in artifacts_dir"
         _restart_and_check(server, experiment_id, run_id)
@@ -143,11 +143,11 @@ class TestMlflowServer:
         experiment_id, run_id = _log_run(server.uri)
         _restart_and_check(server, experiment_id, run_id)
 
-    def test_compose_hostname_is_an_allowed_host(self, make_mlflow_server, tmp_path):
+    def test_compose_hostname_is_an_allowed_host(self, make_mlflow_server, tmp_path, sqlite_uri):
         """Inside the compose network clients send ``Host: mlflow:5000``, which MLflow's
         default host check rejects; the compose command's --allowed-hosts admits it and still
         rejects other names (DNS-rebinding protection stays on)."""
-        server = make_mlflow_server(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "art")
+        server = make_mlflow_server(sqlite_uri, tmp_path / "art")
         url = f"{server.uri}/api/2.0/mlflow/experiments/search?max_results=1"
         assert _request(url, headers={"Host": "mlflow:5000"})[0] == 200
         assert _request(url, headers={"Host": "attacker.example:5000"})[0] in (400, 403)

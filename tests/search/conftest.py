@@ -1,15 +1,11 @@
-"""Fixtures of the search tests: a fresh MLflow SQLite store per test and a factory of settings.
+"""Fixtures of the search tests: a factory of settings on a fresh MLflow SQLite store per test
+(``sqlite_uri``, tests/conftest.py).
 The session's local Ray runtime, ``ray_runtime``, lives in tests/conftest.py (shared with
 tests/dashboards/test_browser.py)."""
 
 import pytest
 
 from jointsearch.search import SearchSettings
-
-
-@pytest.fixture
-def sqlite_uri(tmp_path):
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 @pytest.fixture

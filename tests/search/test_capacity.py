@@ -125,7 +125,7 @@ class TestBudgetExhaustion:
 
 
 @pytest.mark.slow
-def test_auto_packing_shares_a_simulated_gpu_and_never_starts_what_cannot_fit(tmp_path):
+def test_auto_packing_shares_a_simulated_gpu_and_never_starts_what_cannot_fit(tmp_path, sqlite_uri):
     """One logical GPU of a real Ray head (4 CPUs), the joint space on CIFAR-10's image size with
     a 4 GiB device: small configurations run several at once on the one GPU, configurations
     that cannot fit get a FAILED MLflow run with failure_kind=infeasible and never run."""
@@ -133,7 +133,7 @@ def test_auto_packing_shares_a_simulated_gpu_and_never_starts_what_cannot_fit(tm
 
     cluster = SimulatedCluster(gpus=1, cpus=4)
     log = tmp_path / "evaluations.jsonl"
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_uri
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "jointsearch.search.cli", "search", "--ray-address", cluster.address,

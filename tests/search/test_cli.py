@@ -91,7 +91,7 @@ def test_search_export_train_end_to_end_with_the_builtin_trainer(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_users_own_trainer_and_space_file_from_the_cli(tmp_path):
+def test_a_users_own_trainer_and_space_file_from_the_cli(tmp_path, sqlite_uri):
     """`--trainer package.module:function` with a user's ConfigSpace JSON: the minimal contract
     (config, budget) -> error, from a module that lives outside jointsearch."""
     (tmp_path / "mytrainer.py").write_text(
@@ -103,7 +103,7 @@ def test_a_users_own_trainer_and_space_file_from_the_cli(tmp_path):
                    "--min-budget", "1", "--max-budget", "9", "--experiment", "mine", cwd=tmp_path,
                    env={"PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    exported = run_cli("export", "--mlflow-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--experiment", "mine",
+    exported = run_cli("export", "--mlflow-uri", sqlite_uri, "--experiment", "mine",
                        "--out", "best.json", cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     best = json.loads((tmp_path / "best.json").read_text())

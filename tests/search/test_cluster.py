@@ -41,7 +41,7 @@ def _parallel_on_two_nodes(evaluations: list[dict]) -> list[tuple[dict, dict]]:
             if a["node"] != b["node"] and a["started_at"] < b["ended_at"] and b["started_at"] < a["ended_at"]]
 
 
-def test_search_on_a_two_node_cluster_runs_evaluations_on_both_nodes_at_once(make_ray_cluster, tmp_path):
+def test_search_on_a_two_node_cluster_runs_evaluations_on_both_nodes_at_once(make_ray_cluster, tmp_path, sqlite_uri):
     """Two one-CPU nodes, a trial asking for one CPU: two evaluations must run at the same time,
     one on each node (overlapping intervals), not merely both nodes at some point. Tune places
     one trial at a time unless told otherwise; run_tune allows as many pending trials as the
@@ -53,7 +53,7 @@ def test_search_on_a_two_node_cluster_runs_evaluations_on_both_nodes_at_once(mak
     machine (load average 15 measured) that took longer than 2 s, and once every trial ran on
     the head. On a real cluster evaluations take minutes and workers start in seconds."""
     cluster = make_ray_cluster(num_cpus=1, worker_cpus=1)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_uri
     storage = tmp_path / "shared-storage"
     proc = subprocess.run(
         [sys.executable, "-m", "jointsearch.search.cli", "search", "--ray-address", cluster.address,
@@ -87,13 +87,13 @@ def test_search_on_a_two_node_cluster_runs_evaluations_on_both_nodes_at_once(mak
           f"overlap summed over them {both:.1f} s, in a search of {last - first:.1f} s")
 
 
-def test_search_survives_a_worker_node_dying_mid_search(make_ray_cluster, tmp_path):
+def test_search_survives_a_worker_node_dying_mid_search(make_ray_cluster, tmp_path, sqlite_uri):
     """SIGKILL the second node once it has trained: the search must go on and finish on the
     head, leave no trial run RUNNING in MLflow (what the node was running ends FINISHED, when
     Tune reschedules it, or FAILED) and exit 0: a lost machine is a cluster event, not the end
     of the search."""
     cluster = make_ray_cluster(num_cpus=1, worker_cpus=1)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_uri
     storage = tmp_path / "storage"
     proc = subprocess.Popen(
         [sys.executable, "-m", "jointsearch.search.cli", "search", "--ray-address", cluster.address,

@@ -26,8 +26,8 @@ RESULTS = {  # status -> what a trainer returned for it
 
 
 @pytest.fixture
-def tracker(tmp_path):
-    tracker = SearchTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "records", step_scale=1)
+def tracker(sqlite_uri):
+    tracker = SearchTracker(sqlite_uri, "records", step_scale=1)
     space = spaces.get("tiny")
     tracker.start_search({"space": "tiny"}, run_name="round-trip", budget_unit="epochs",
                          artifacts={"space.json": spaces.to_json(space)})

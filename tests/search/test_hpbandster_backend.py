@@ -113,9 +113,9 @@ class TestBrackets:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, fresh_store):
     """One SQLite store for the module (creating one costs seconds); each test has its own experiment."""
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    return fresh_store(tmp_path_factory.mktemp('store') / 'mlflow.db')
 
 
 @pytest.fixture

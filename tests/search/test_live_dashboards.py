@@ -52,8 +52,8 @@ def test_a_broken_plot_never_stops_the_search():
 
 
 @pytest.mark.slow
-def test_search_logs_evolving_rank_correlation_and_report_reads_it_back(ray_runtime, make_mlflow_server, tmp_path):
-    server = make_mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts")
+def test_search_logs_evolving_rank_correlation_and_report_reads_it_back(ray_runtime, make_mlflow_server, tmp_path, fresh_store):
+    server = make_mlflow_server(fresh_store(tmp_path / 'server.db'), tmp_path / "artifacts")
     settings = SearchSettings(space="tiny", min_budget=1, max_budget=9, eta=3, num_samples=27, seed=3,
                               mlflow_uri=server.uri, experiment="live", storage_path=str(tmp_path / "ray"),
                               trainer="jointsearch.search.testing:fake_trainer", dashboard_every=6)

@@ -40,8 +40,8 @@ def test_links_open_the_training_view():
     assert runs_url("http://h", "7", view_id=None).endswith("runs?workflowType=machine_learning")
 
 
-def test_set_training_view_tags_once_and_keeps_what_a_user_chose(tmp_path):
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+def test_set_training_view_tags_once_and_keeps_what_a_user_chose(sqlite_uri):
+    client = mlflow.MlflowClient(tracking_uri=sqlite_uri)
     fresh = client.create_experiment("fresh")
     chosen = client.create_experiment("chosen", tags={EXPERIMENT_KIND_TAG: "genai_development"})
     for experiment_id in (fresh, chosen):

@@ -274,14 +274,14 @@ def test_two_objective_search_with_a_size_constraint_trains_nothing_above_it(ray
     assert 'id="pareto"' in html.read_text()
 
 
-def test_objective_metrics_of_a_user_trainer_round_trip_through_mlflow(tmp_path):
+def test_objective_metrics_of_a_user_trainer_round_trip_through_mlflow(tmp_path, sqlite_uri):
     """A metric named by the objectives (a user's latency_ms) is kept in the record built live and
     read back from MLflow the same; a breach found after training reads back as infeasible."""
     from jointsearch import spaces
     from jointsearch.dashboards.records import records_to_json
     from jointsearch.search.tracking import SearchTracker
 
-    tracker = SearchTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "mo", step_scale=1)
+    tracker = SearchTracker(sqlite_uri, "mo", step_scale=1)
     space = spaces.get("tiny")
     tracker.start_search({"space": "tiny", "objectives": "val_error latency_ms", "constraints": "latency_ms<=10"},
                          run_name="mo", budget_unit="epochs", artifacts={"space.json": spaces.to_json(space)})

@@ -43,11 +43,11 @@ def test_every_ray_preset_builds_warm_starts_and_proposes(name, ray_runtime, mak
 
 
 @pytest.fixture(scope="module", params=SCHEDULERS)
-def preset_search(request, ray_runtime, tmp_path_factory):
+def preset_search(request, ray_runtime, tmp_path_factory, fresh_store):
     """One small search per preset, shared by the contract's tests."""
     tmp = tmp_path_factory.mktemp(request.param)
     settings = SearchSettings(scheduler=request.param, space="tiny", min_budget=1, max_budget=9, eta=3,
-                              num_samples=6, seed=2, mlflow_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+                              num_samples=6, seed=2, mlflow_uri=fresh_store(tmp / 'mlflow.db'),
                               experiment=f"contract-{request.param}", storage_path=str(tmp / "ray"),
                               trainer="jointsearch.search.testing:fake_trainer")
     summary = run_search(settings)

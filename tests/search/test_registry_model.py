@@ -29,12 +29,12 @@ def best_json(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_registered_model_predicts_the_logits_of_the_trained_network(tmp_path, best_json):
+def test_the_registered_model_predicts_the_logits_of_the_trained_network(tmp_path, best_json, sqlite_uri):
     """Train 1 epoch on digits, register the network: ``mlflow.pytorch.load_model`` on the
     registry URI gives the same logits; the run carries the configuration, space, test error,
     an input example and a signature."""
     _, payload = best_json
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_uri
     config = payload["config"]
     result = retrain(config, 1, dataset="digits", save_dir=str(tmp_path / "state"))
     network = load_network(config, str(tmp_path / "state"), dataset="digits")
@@ -65,11 +65,11 @@ def test_the_registered_model_predicts_the_logits_of_the_trained_network(tmp_pat
 
 
 @pytest.mark.slow
-def test_train_register_model_from_the_cli(tmp_path, best_json, capsys, monkeypatch):
+def test_train_register_model_from_the_cli(tmp_path, best_json, capsys, monkeypatch, sqlite_uri):
     """The CLI registers into the default store, in the search's experiment, tagged with the trial."""
     path, _ = best_json
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_uri  # the default store, ./mlflow.db
     assert main(["train", "--config", str(path), "--budget", "1", "--register-model", "winner"]) == 0
     out = capsys.readouterr().out
     assert '"test_error"' in out and "registered models:/winner/1 " in out

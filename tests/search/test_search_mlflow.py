@@ -12,13 +12,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def finished_search(ray_runtime, tmp_path_factory):
+def finished_search(ray_runtime, tmp_path_factory, fresh_store):
     """One fake-trainer search shared by the tests below (a search costs ~10 s here)."""
     from jointsearch.search import SearchSettings
 
     tmp = tmp_path_factory.mktemp("search")
     settings = SearchSettings(space="tiny", min_budget=1, max_budget=9, eta=3, num_samples=13, seed=1,
-                              mlflow_uri=f"sqlite:///{tmp / 'mlflow.db'}", experiment="bohb-test",
+                              mlflow_uri=fresh_store(tmp / 'mlflow.db'), experiment="bohb-test",
                               storage_path=str(tmp / "ray"), trainer="jointsearch.search.testing:fake_trainer")
     summary = run_search(settings)
     return settings, summary, tmp

@@ -47,8 +47,8 @@ def test_peak_overlap_counts_simultaneous_intervals():
 
 
 @pytest.mark.parametrize("preset", ["bohb", "asha"])
-def test_a_search_keeps_the_simulated_gpus_busy(preset, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_search_keeps_the_simulated_gpus_busy(preset, tmp_path, sqlite_uri):
+    uri = sqlite_uri
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("TUNE_MAX_PENDING_TRIALS_PG", None)
     done = subprocess.run([sys.executable, "-c", SCRIPT, preset, uri, str(tmp_path / "ray")], cwd=tmp_path, env=env,

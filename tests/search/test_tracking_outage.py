@@ -13,8 +13,8 @@ from jointsearch.search import SearchSettings, read_search, run_search
 pytestmark = pytest.mark.slow
 
 
-def test_search_survives_an_mlflow_outage_and_catches_up(ray_runtime, make_mlflow_server, tmp_path, caplog):
-    server = make_mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "artifacts")
+def test_search_survives_an_mlflow_outage_and_catches_up(ray_runtime, make_mlflow_server, tmp_path, caplog, fresh_store):
+    server = make_mlflow_server(fresh_store(tmp_path / 'server.db'), tmp_path / "artifacts")
     settings = SearchSettings(space="tiny", scheduler="random", min_budget=1, max_budget=3, eta=3, num_samples=8,
                               seed=4, mlflow_uri=server.uri, experiment="outage", storage_path=str(tmp_path / "ray"),
                               trainer="jointsearch.search.testing:fake_trainer", trainer_kwargs={"sleep_s": 1.0},
