@@ -232,3 +232,20 @@ def test_failures_on_promotion_end_cleanly(fault, ray_runtime, make_settings):
     assert {r.data.tags["final_status"] for r in runs} <= {"completed", "stopped", "failed"}
     assert all(r.info.status == ("FAILED" if r.data.tags["final_status"] == "failed" else "FINISHED") for r in runs)
     assert summary.evaluations_per_budget[1.0] == 9
+
+
+@pytest.mark.parametrize("gpus, expected", [("auto", 2), (1.0, 1)])
+def test_slots_with_gpu_packing_are_counted_by_cpus(gpus, expected, ray_runtime, make_settings):
+    """`--gpus-per-trial auto` gives each configuration its own GPU share, so the default preset
+    counts its slots by CPUs (it raised a TypeError on the string "auto"); a fixed request is
+    still counted by GPUs."""
+    import ray
+
+    from jointsearch.search.presets import PRESETS
+
+    if ray.cluster_resources().get("GPU", 0) or ray.cluster_resources().get("CPU", 0) != 2:
+        pytest.skip("expects the session's runtime: 2 logical CPUs, no GPU")
+    settings = make_settings(gpus_per_trial=gpus, gpu_memory_gib=16.0 if gpus == "auto" else 0.0,
+                             cpus_per_trial=1.0).validate()
+    _, scheduler = PRESETS["bohb"].build(settings, get("tiny"))
+    assert scheduler.slots() == expected
