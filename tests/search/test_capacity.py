@@ -137,7 +137,7 @@ def test_auto_packing_shares_a_simulated_gpu_and_never_starts_what_cannot_fit(tm
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "jointsearch.search.cli", "search", "--ray-address", cluster.address,
-             "--space", "zela2018", "--dataset", "cifar10", "--scheduler", "asha",
+             "--space", "zela2018", "--dataset", "cifar10", "--scheduler", "bohb",
              "--trainer", "bench.problems:cluster_sleeper", "--trainer-arg", "unit_s=1.0",
              "--trainer-arg", f"log_path={log}", "--num-samples", "12", "--min-budget", "1", "--max-budget", "3",
              "--eta", "3", "--gpus-per-trial", "auto", "--gpu-memory-gib", "4", "--cpus-per-trial", "1",
