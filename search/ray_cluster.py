@@ -59,9 +59,7 @@ def connect(settings: SearchSettings) -> ClusterInfo:
     except Exception:  # noqa: BLE001 - only for display
         gcs = address or "local"
     info = ClusterInfo(address=address or gcs, local=not address, nodes=len(nodes), cpus=cpus, gpus=gpus)
-    need_cpu, need_gpu = settings.cpus_per_trial, settings.gpus_per_trial
-    if need_gpu == "auto":  # memory-aware packing asks for at least the smallest share of a GPU
-        need_gpu = 1 / 8
+    need_cpu, need_gpu = settings.cpus_per_trial, settings.least_gpus_per_trial
     fits = [n for n in nodes if n.get("Resources", {}).get("CPU", 0.0) >= need_cpu
             and n.get("Resources", {}).get("GPU", 0.0) >= need_gpu]
     if not fits:

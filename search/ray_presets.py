@@ -37,10 +37,8 @@ def _rungs(settings) -> list[float]:
 
 def build_bohb(settings, space):
     rungs = _rungs(settings)
-    # With --gpus-per-trial auto each configuration asks for its own share of a GPU, so slots are
-    # counted by CPUs; a trial whose share does not fit waits in Ray's queue.
-    gpus = 0.0 if settings.gpu_packing else settings.gpus_per_trial
-    slots = functools.partial(trial_slots, settings.cpus_per_trial, gpus, settings.max_concurrent)
+    slots = functools.partial(trial_slots, settings.cpus_per_trial, settings.least_gpus_per_trial,
+                              settings.max_concurrent)
     adaptive = AdaptiveBudgets(rungs) if adaptive_budgets_on(settings) else None
     objectives = _objectives(settings)
     scheduler = AsyncSuccessiveHalving(n_rungs=len(rungs), eta=settings.eta, num_samples=settings.num_samples,

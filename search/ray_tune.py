@@ -315,7 +315,7 @@ def _pending_trials_limit(settings: SearchSettings) -> int | None:
 
     total = ray.cluster_resources()
     slots = total.get("CPU", 1.0) / settings.cpus_per_trial
-    gpus = 1.0 / 8 if settings.gpus_per_trial == "auto" else float(settings.gpus_per_trial)
+    gpus = settings.least_gpus_per_trial
     if gpus > 0:
         slots = min(slots, total.get("GPU", 0.0) / gpus)
     if settings.max_concurrent:

@@ -152,6 +152,13 @@ class SearchSettings:
         return self.gpus_per_trial == "auto"
 
     @property
+    def least_gpus_per_trial(self) -> float:
+        """The smallest GPU request a trial makes, for counting how many trials fit: the fixed
+        ``--gpus-per-trial``, or with packing the smallest share the memory planner asks for
+        (1/8 of a GPU, the grid of trainers/memory.py)."""
+        return 1 / 8 if self.gpu_packing else float(self.gpus_per_trial)
+
+    @property
     def budgeted(self) -> bool:
         """Bounded by time or GPU-hours instead of ``num_samples``."""
         return self.time_budget_s > 0 or self.gpu_hours > 0
