@@ -21,7 +21,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 EXPERIMENT = "native-stack"
-NUM_SAMPLES = 4
+NUM_SAMPLES = 12  # enough work that both nodes are busy together even when one starts its first trial seconds late (CI, two xdist workers)
 
 
 def _start(command: list[str], *, env: dict, cwd: Path) -> subprocess.Popen:
