@@ -52,6 +52,40 @@ class TestPromotionRule:
         s.promoted[0].add("t1")
         assert not s.promotable("t1", 0)
 
+    def test_a_rung_of_n_results_promotes_at_most_n_over_eta(self):
+        """The quota: a configuration that enters the top third once a third of the rung has gone
+        on waits until the rung has grown (ASHA's rule alone promotes it at once)."""
+        s, trials = make_scheduler(slots=3, num_samples=20), [_Trial(f"t{i}") for i in range(6)]
+        c = _Controller(trials)
+        for t in trials:
+            s.on_trial_add(c, t)
+
+        def paused(t, value):
+            action = report(s, c, t, 0, value)
+            t.status = Trial.PAUSED if action == TrialScheduler.PAUSE else Trial.RUNNING
+            return action
+
+        assert [paused(t, v) for t, v in zip(trials[:3], [0.5, 0.6, 0.4])] == [
+            TrialScheduler.PAUSE, TrialScheduler.PAUSE, TrialScheduler.CONTINUE]  # best of 3 goes on
+        assert s.promotions[0] == 1
+        assert paused(trials[3], 0.1) == TrialScheduler.PAUSE  # the best of 4, but floor(4/3) = 1 went on
+        assert paused(trials[4], 0.7) == TrialScheduler.PAUSE
+        assert not s.promotable("t3", 0) and s.wants_new_trial()  # 5 results: still 1
+        assert paused(trials[5], 0.8) == TrialScheduler.PAUSE
+        assert s.promotable("t3", 0) and not s.wants_new_trial()  # 6 results: a second may go on
+        assert s.choose_trial_to_run(c) is trials[3]
+        assert s.promotions[0] == 2 and not any(s.promotable(t.trial_id, 0) for t in trials)
+
+    def test_a_resumed_searchs_promotions_use_up_the_quota(self):
+        s = make_scheduler()
+        s.warm_start([("a", 0, 0.1), ("b", 0, 0.2), ("c", 0, 0.3), ("a", 1, 0.05)])  # a went on
+        assert s.promotions == [1, 0, 0]
+        for t, v in [("n1", 0.01), ("n2", 0.5)]:
+            s._record(0, t, v)
+        assert not s.promotable("n1", 0)  # 5 results, 1 promotion: the quota is used
+        s._record(0, "n3", 0.6)
+        assert s.promotable("n1", 0)
+
     def test_failures_and_the_last_rung_are_never_promotable(self):
         s = make_scheduler()
         for t in "abc":
