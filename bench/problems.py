@@ -29,10 +29,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ConfigSpace import Categorical, ConfigurationSpace, Float
+
+if TYPE_CHECKING:  # imported where a space is built: the trainers below run in every Ray trial process
+    from ConfigSpace import ConfigurationSpace
 
 # --- counting ones ---------------------------------------------------------------------------
 
@@ -41,6 +43,8 @@ COUNTING_ONES_BUDGETS = (9.0, 729.0)  # Bernoulli samples per continuous dimensi
 
 
 def counting_ones_space() -> ConfigurationSpace:
+    from ConfigSpace import Categorical, ConfigurationSpace, Float
+
     space = ConfigurationSpace(name="counting_ones")
     space.add([Categorical(f"b{i}", [0, 1]) for i in range(N_BINARY)])
     space.add([Float(f"c{i}", (0.0, 1.0)) for i in range(N_CONTINUOUS)])
@@ -91,6 +95,8 @@ _P = 1e-4 * np.array([[1312, 1696, 5569, 124, 8283, 5886],
 
 
 def hartmann6_space() -> ConfigurationSpace:
+    from ConfigSpace import ConfigurationSpace, Float
+
     space = ConfigurationSpace(name="hartmann6")
     space.add([Float(f"x{i}", (0.0, 1.0)) for i in range(6)])
     return space
@@ -148,6 +154,8 @@ def _normal_score(h: float) -> float:
 
 
 def mixed_hartmann6_space() -> ConfigurationSpace:
+    from ConfigSpace import ConfigurationSpace, Float
+
     space = ConfigurationSpace(name="mixed_hartmann6")
     space.add([Float(f"x{i}", (0.0, 1.0)) for i in range(6)])
     return space

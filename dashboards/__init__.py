@@ -11,28 +11,30 @@
 Nothing here imports torch, Ray or MLflow.
 """
 
-from .analysis import (
-    best_configuration,
-    budget_spent,
-    error_vs_params,
-    importance,
-    importance_per_budget,
-    incumbent_trajectory,
-    paired_errors,
-    rank_correlation,
-)
-from .records import EvaluationRecord, records_from_json, records_to_json
+from __future__ import annotations
 
-__all__ = [
-    "EvaluationRecord",
-    "best_configuration",
-    "budget_spent",
-    "error_vs_params",
-    "importance",
-    "importance_per_budget",
-    "incumbent_trajectory",
-    "paired_errors",
-    "rank_correlation",
-    "records_from_json",
-    "records_to_json",
-]
+import importlib
+from typing import Any
+
+# Exported lazily (PEP 562): a Ray trial process imports dashboards.pareto (the objectives and
+# constraints) and must not pay for the analyses' SciPy and ConfigSpace imports.
+_EXPORTS = {
+    **dict.fromkeys(["best_configuration", "budget_spent", "error_vs_params", "importance", "importance_per_budget",
+                     "incumbent_trajectory", "paired_errors", "rank_correlation"], "analysis"),
+    **dict.fromkeys(["EvaluationRecord", "records_from_json", "records_to_json"], "records"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

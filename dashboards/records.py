@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jointsearch.spaces.io import to_python
+from jointsearch.spaces.values import to_python
 
 __all__ = ["EvaluationRecord", "Status", "finite_or_none", "is_ok", "last_ok_by_budget", "ok_budgets", "records_from_json",
            "records_to_json", "spent"]

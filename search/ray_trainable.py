@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jointsearch.spaces.io import config_dict
+from jointsearch.spaces.values import config_dict
 
 from .budgets import PROGRESS_KEY
 from .eval_timeout import call_with_timeout

@@ -33,7 +33,7 @@ import inspect
 import math
 from typing import Any, Callable, Mapping
 
-from jointsearch.spaces.io import to_python
+from jointsearch.spaces.values import to_python
 
 from .errors import UsageError
 

@@ -1,16 +1,33 @@
 """Search spaces: a registry of named ConfigSpace spaces and their JSON I/O.
 
 Imports neither torch nor Ray: the search layer and the dashboards use spaces on machines
-that may have neither set up.
+that may have neither set up. Names are exported lazily (PEP 562), so that a Ray trial process
+that needs only ``spaces.values`` does not import ConfigSpace and SciPy (spaces/values.py).
 """
 
-from . import definitions as _definitions  # noqa: F401  (registers the built-in spaces)
-from .definitions import ZELA2018_BEST
-from .errors import SpaceError
-from .io import config_dict, describe, from_json, load_space, to_json, to_python, validate_config
-from .registry import entries, get, list, register
+from __future__ import annotations
 
-__all__ = [
-    "SpaceError", "ZELA2018_BEST", "config_dict", "describe", "entries", "from_json", "get", "list",
-    "load_space", "register", "to_json", "to_python", "validate_config",
-]
+import importlib
+from typing import Any
+
+# name -> the submodule that defines it
+_EXPORTS = {
+    "SpaceError": "errors", "ZELA2018_BEST": "definitions", "config_dict": "values", "to_python": "values",
+    "describe": "io", "from_json": "io", "load_space": "io", "to_json": "io", "validate_config": "io",
+    "entries": "registry", "get": "registry", "list": "registry", "register": "registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

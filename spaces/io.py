@@ -15,6 +15,7 @@ from ConfigSpace import Configuration, ConfigurationSpace
 
 from . import registry
 from .errors import SpaceError
+from .values import config_dict, to_python  # noqa: F401  (re-exported: spaces.io was their home)
 
 
 def to_json(space: ConfigurationSpace) -> str:
@@ -61,23 +62,6 @@ def load_space(name_or_path: str | Path) -> ConfigurationSpace:
     return registry.get(text)
 
 
-def to_python(value: Any) -> Any:
-    """Numpy scalars -> Python values (Pyro4, JSON and MLflow refuse numpy types).
-
-    The one place for this conversion: ConfigSpace 1.x hands out numpy scalars (``numpy.str_``
-    for categoricals too), and every boundary that serialises a configuration goes through here.
-    """
-    item = getattr(value, "item", None)
-    if callable(item) and not isinstance(value, (str, bytes)):
-        try:
-            return item()
-        except (TypeError, ValueError):
-            return value
-    if isinstance(value, str) and type(value) is not str:  # numpy.str_
-        return str(value)
-    return value
-
-
 def optuna_distribution(hp):
     """The Optuna distribution of one ConfigSpace hyperparameter, or None (constants, unsupported types).
 
@@ -97,10 +81,6 @@ def optuna_distribution(hp):
     if isinstance(hp, OrdinalHyperparameter):
         return CategoricalDistribution([to_python(c) for c in hp.sequence])
     return None
-
-
-def config_dict(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: to_python(v) for k, v in dict(config).items()}
 
 
 def validate_config(space: ConfigurationSpace, config: Mapping[str, Any]) -> Configuration:

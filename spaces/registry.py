@@ -39,8 +39,16 @@ def register(name: str, description: str = "") -> Callable:
     return decorate
 
 
+def _builtins() -> None:
+    """The built-in spaces register themselves when spaces/definitions.py is imported; importing
+    it here, at the first lookup, means no caller has to remember to (``jointsearch.spaces``
+    exports its names lazily, so importing the package no longer does it)."""
+    from . import definitions  # noqa: F401
+
+
 def get(name: str) -> ConfigurationSpace:
     """A fresh copy of the registered space ``name``; ``SpaceError`` names the known ones."""
+    _builtins()
     try:
         entry = _REGISTRY[name]
     except KeyError:
@@ -52,9 +60,11 @@ def get(name: str) -> ConfigurationSpace:
 
 
 def entries() -> builtins.list[SpaceEntry]:
+    _builtins()
     return [_REGISTRY[n] for n in sorted(_REGISTRY)]
 
 
 def list() -> builtins.list[str]:  # noqa: A001 - the issue asks for spaces.list()
     """Names of the registered spaces, sorted."""
+    _builtins()
     return sorted(_REGISTRY)

@@ -27,6 +27,13 @@ CASES = {
     # The search layer reaches torch only through trainer import paths resolved at run time.
     "jointsearch.search": ("torch",),
     "jointsearch.search.cli": ("torch",),
+    # What every Ray trial process imports: it starts them all at once when a search fills its
+    # slots, so it stays light (no MLflow; no ConfigSpace, which brings SciPy: 1.4 CPU-s each).
+    "jointsearch.search.ray_trainable": ("torch", "mlflow", "ConfigSpace", "scipy"),
+    "jointsearch.search.trainer_api": ("torch", "ray", "mlflow", "ConfigSpace", "scipy"),
+    "jointsearch.spaces.values": ("ConfigSpace", "scipy"),
+    # the benchmarks' trainers run in trial processes too
+    "bench.problems": ("ConfigSpace", "scipy", "torch", "mlflow"),
 }
 
 
