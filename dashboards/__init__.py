@@ -13,8 +13,7 @@ Nothing here imports torch, Ray or MLflow.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from jointsearch._lazy import lazy_exports
 
 # Exported lazily (PEP 562): a Ray trial process imports dashboards.pareto (the objectives and
 # constraints) and must not pay for the analyses' SciPy and ConfigSpace imports.
@@ -25,16 +24,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,7 +7,7 @@ only for ``retrain`` (the ``train`` command; registry_model.py publishes its net
 proposer, imports neither.
 """
 
-import importlib
+from jointsearch._lazy import lazy_exports
 
 # Exported lazily (PEP 562): a Ray trial process imports this package to reach
 # ray_trainable.py, and must not pay for MLflow, the tracker and the dashboards it never uses.
@@ -17,15 +17,4 @@ _EXPORTS = {
     "run_search": "api",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

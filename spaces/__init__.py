@@ -7,8 +7,7 @@ that needs only ``spaces.values`` does not import ConfigSpace and SciPy (spaces/
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from jointsearch._lazy import lazy_exports
 
 # name -> the submodule that defines it
 _EXPORTS = {
@@ -18,16 +17,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
