@@ -393,7 +393,14 @@ def hpbandster_iterations(problem: Problem, eta: float, total: float) -> int:
     return it
 
 
-def run_hpbandster(problem: Problem, seed: int, total: float, eta: float, tmp: Path) -> RunResult:
+def hpbandster_session(problem: Problem, seed: int, total: float, eta: float,
+                       compute: Callable[[dict, float], float], workers: int = 1,
+                       on_start: Callable[[], None] | None = None):
+    """hpbandster's BOHB (its own master, KDE defaults) on ``problem``: a Pyro nameserver,
+    ``workers`` in-process worker threads that call ``compute(config, budget) -> loss``, and as
+    many iterations as spend ``total``; returns hpbandster's ``Result``. ``on_start`` is called
+    once everything is up, just before the master starts (a clock that should not count Pyro's
+    start-up starts there)."""
     import Pyro4
 
     # Configurations hold numpy scalars (ConfigSpace 1.x) that Pyro4's default serializer
@@ -404,30 +411,36 @@ def run_hpbandster(problem: Problem, seed: int, total: float, eta: float, tmp: P
     from hpbandster.core.worker import Worker
     from hpbandster.optimizers import BOHB
 
-    evaluate = Evaluator(problem, seed, Path(tempfile.mkdtemp(dir=tmp)))
     quiet = logging.getLogger("bench.hpbandster")
     quiet.setLevel(logging.ERROR)
 
     class ProblemWorker(Worker):
         def compute(self, config_id, config, budget, working_directory):
-            return {"loss": float(evaluate(_plain(config), float(budget))), "info": {}}
+            return {"loss": float(compute(_plain(config), float(budget))), "info": {}}
 
     run_id = f"bench-{problem.name}-{seed}-{os.getpid()}-{time.time_ns()}"
-    started = time.time()
     ns = hpns.NameServer(run_id=run_id, host="127.0.0.1", port=0)
     host, port = ns.start()
-    worker = ProblemWorker(run_id=run_id, nameserver=host, nameserver_port=port, logger=quiet)
-    worker.run(background=True)
+    for i in range(workers):
+        ProblemWorker(run_id=run_id, nameserver=host, nameserver_port=port, logger=quiet, id=i).run(background=True)
     space = problem.space()
     space.seed(seed)
     np.random.seed(seed)
     optimizer = BOHB(configspace=space, run_id=run_id, nameserver=host, nameserver_port=port,
                      min_budget=problem.min_budget, max_budget=problem.max_budget, eta=eta, logger=quiet)
+    if on_start is not None:
+        on_start()
     try:
-        result = optimizer.run(n_iterations=hpbandster_iterations(problem, eta, total))
+        return optimizer.run(n_iterations=hpbandster_iterations(problem, eta, total), min_n_workers=workers)
     finally:
         optimizer.shutdown(shutdown_workers=True)
         ns.shutdown()
+
+
+def run_hpbandster(problem: Problem, seed: int, total: float, eta: float, tmp: Path) -> RunResult:
+    evaluate = Evaluator(problem, seed, Path(tempfile.mkdtemp(dir=tmp)))
+    started = time.time()
+    result = hpbandster_session(problem, seed, total, eta, lambda c, b: evaluate(c, b))
     wall = time.time() - started
     id2config = result.get_id2config_mapping()
     runs = sorted(result.get_all_runs(), key=lambda r: r.time_stamps["finished"])

@@ -28,7 +28,6 @@ The regret and incumbent rules are bench/optimizers.py's.
 from __future__ import annotations
 
 import argparse
-import logging
 import tempfile
 import threading
 import time
@@ -37,8 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import quantiles, table, write_json
-from bench.optimizers import Evaluation, Evaluator, _plain, hpbandster_iterations, make_problems, rung_budgets, \
-    trajectory, truncate
+from bench.optimizers import Evaluation, Evaluator, hpbandster_session, make_problems, rung_budgets, trajectory, \
+    truncate
 
 
 def _at_time(evals: list[tuple[float, float, Evaluation]], t: float) -> list[Evaluation]:
@@ -61,50 +60,23 @@ def run_ours(problem, seed: int, total: float, eta: float, workers: int) -> list
 
 def run_hpbandster(problem, seed: int, total: float, eta: float, workers: int,
                    unit_s: float) -> list[tuple[float, float, Evaluation]]:
-    import Pyro4
-
-    Pyro4.config.SERIALIZER = "pickle"  # ConfigSpace 1.x values are numpy scalars (see bench/optimizers.py)
-    Pyro4.config.SERIALIZERS_ACCEPTED.add("pickle")
-    import hpbandster.core.nameserver as hpns
-    from hpbandster.core.worker import Worker
-    from hpbandster.optimizers import BOHB
-
     evaluate = Evaluator(problem, seed, Path(tempfile.mkdtemp()))
-    quiet = logging.getLogger("bench.hpbandster")
-    quiet.setLevel(logging.ERROR)
     lock, rng = threading.Lock(), np.random.default_rng([seed, 7])
     timeline: list[tuple[float, float, dict, float, float]] = []
-    t0 = [0.0]
+    t0 = [0.0]  # set when hpbandster's master starts
 
-    class SleepingWorker(Worker):
-        def compute(self, config_id, config, budget, working_directory):
-            started = time.monotonic()
-            with lock:
-                jitter = float(rng.uniform(0.8, 1.2))
-            value = float(evaluate(_plain(config), float(budget)))
-            time.sleep(max(0.0, float(budget) * unit_s * jitter - (time.monotonic() - started)))
-            with lock:
-                timeline.append((started - t0[0], time.monotonic() - t0[0], _plain(config), float(budget), value))
-            return {"loss": value, "info": {}}
+    def sleeping(config: dict, budget: float) -> float:
+        started = time.monotonic()
+        with lock:
+            jitter = float(rng.uniform(0.8, 1.2))
+        value = float(evaluate(config, budget))
+        time.sleep(max(0.0, budget * unit_s * jitter - (time.monotonic() - started)))
+        with lock:
+            timeline.append((started - t0[0], time.monotonic() - t0[0], config, budget, value))
+        return value
 
-    run_id = f"parallel-{problem.name}-{seed}-{time.time_ns()}"
-    ns = hpns.NameServer(run_id=run_id, host="127.0.0.1", port=0)
-    host, port = ns.start()
-    pool = [SleepingWorker(run_id=run_id, nameserver=host, nameserver_port=port, logger=quiet, id=i)
-            for i in range(workers)]
-    for w in pool:
-        w.run(background=True)
-    space = problem.space()
-    space.seed(seed)
-    np.random.seed(seed)
-    optimizer = BOHB(configspace=space, run_id=run_id, nameserver=host, nameserver_port=port,
-                     min_budget=problem.min_budget, max_budget=problem.max_budget, eta=eta, logger=quiet)
-    t0[0] = time.monotonic()
-    try:
-        optimizer.run(n_iterations=hpbandster_iterations(problem, eta, total), min_n_workers=workers)
-    finally:
-        optimizer.shutdown(shutdown_workers=True)
-        ns.shutdown()
+    hpbandster_session(problem, seed, total, eta, sleeping, workers=workers,
+                       on_start=lambda: t0.__setitem__(0, time.monotonic()))
     # hpbandster evaluates every budget from scratch: an evaluation costs its whole budget.
     return [(s / unit_s, e / unit_s, Evaluation(c, b, v, b)) for s, e, c, b, v in timeline]
 
