@@ -22,7 +22,9 @@ Reported per problem (median [IQR] over seeds): the final regret at **equal GPU-
 where the budget they trained passes ``--total`` max-budgets), and the regret at **equal
 wall-clock**, at the time an ideal schedule would need for that budget, ``total x max_budget /
 workers`` units, with what each had trained by then; the workers' busy fraction up to then.
-The regret and incumbent rules are bench/optimizers.py's.
+The regret and incumbent rules are bench/optimizers.py's. hpbandster's side is not reproducible:
+its worker threads return in timing order, so a seed's result varies between runs (Hartmann-6
+seed 0: 0.09 to 1.0 in six reruns); read the medians over seeds, not single seeds.
 """
 
 from __future__ import annotations
