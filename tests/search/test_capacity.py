@@ -95,7 +95,7 @@ class TestBudgetExhaustion:
             self, ray_runtime, make_settings):
         from jointsearch.search import run_search
 
-        budget = 45.0
+        budget = 25.0
         settings = make_settings(scheduler="asha", time_budget_s=budget, num_samples=3, cpus_per_trial=1,
                                  trainer_kwargs={"sleep_s": 0.5})
         started = time.time()
@@ -138,7 +138,7 @@ def test_auto_packing_shares_a_simulated_gpu_and_never_starts_what_cannot_fit(tm
         proc = subprocess.run(
             [sys.executable, "-m", "jointsearch.search.cli", "search", "--ray-address", cluster.address,
              "--space", "zela2018", "--dataset", "cifar10", "--scheduler", "bohb",
-             "--trainer", "bench.problems:cluster_sleeper", "--trainer-arg", "unit_s=1.0",
+             "--trainer", "bench.problems:cluster_sleeper", "--trainer-arg", "unit_s=0.5",
              "--trainer-arg", f"log_path={log}", "--num-samples", "12", "--min-budget", "1", "--max-budget", "3",
              "--eta", "3", "--gpus-per-trial", "auto", "--gpu-memory-gib", "4", "--cpus-per-trial", "1",
              "--experiment", "packing", "--mlflow-uri", uri, "--storage-path", str(tmp_path / "ray")],
