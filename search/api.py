@@ -47,7 +47,7 @@ class SearchSummary:
 
 # Resume and heartbeat logic lives in resume.py; these names stay importable from here.
 from .resume import (HEARTBEAT_TAG, INTERRUPTED_TAG, RESUMES_TAG, Heartbeat, choose_search_to_continue,  # noqa: E402
-                     driver_tags, heartbeat_interval_s, recorded_settings)
+                     close_left_open, driver_tags, heartbeat_interval_s, recorded_settings)
 
 __all__ = ["HEARTBEAT_TAG", "RESUMES_TAG", "SearchSummary", "heartbeat_interval_s", "recorded_settings", "retrain",
            "run_search"]
@@ -128,9 +128,7 @@ def run_search(settings: SearchSettings, *, resume: bool | None = None, force: b
                          tags={RESUMES_TAG: resumes, INTERRUPTED_TAG: "", **driver_tags(), **cluster_tags},
                          records=observations,
                          final_status={tid: tags.get("final_status", "") for tid, tags in previous.trial_tags.items()})
-        for trial_id, tags in previous.trial_tags.items():
-            if not tags.get("final_status"):
-                tracker.trial_ended(trial_id, "interrupted")
+        close_left_open(tracker, previous)
         remaining = settings.num_samples - len(previous.trial_runs)
         run_settings = dataclasses.replace(settings, num_samples=max(0, remaining),
                                            seed=None if settings.seed is None else settings.seed + 7919 * resumes)

@@ -31,6 +31,7 @@ class SearchResults:
     trial_runs: dict[str, str] = field(default_factory=dict)  # trial id -> child run id
     trial_tags: dict[str, dict[str, str]] = field(default_factory=dict)
     parent_tags: dict[str, str] = field(default_factory=dict)
+    trial_status: dict[str, str] = field(default_factory=dict)  # trial id -> its run's MLflow status
 
     @property
     def space(self):
@@ -90,18 +91,20 @@ def read_search(uri: str, experiment: str, search_run_id: str | None = None) -> 
     records: list[EvaluationRecord] = []
     trial_runs: dict[str, str] = {}
     trial_tags: dict[str, dict[str, str]] = {}
+    trial_status: dict[str, str] = {}
     for child in children:
         tags = child.data.tags
         trial_id = tags.get(TRIAL_ID_TAG, child.info.run_id)
         trial_runs[trial_id] = child.info.run_id
         trial_tags[trial_id] = dict(tags)
+        trial_status[trial_id] = child.info.status
         records.extend(records_from_run(client, child, _typed_config(space, child.data.params), scale, extra))
     records.sort(key=lambda r: (r.finished_at, r.trial_id, r.budget))
     return SearchResults(experiment=experiment, search_run_id=parent_id, status=parent.info.status,
                          params=dict(parent.data.params), space_json=space_json,
                          budget_unit=parent.data.tags.get(BUDGET_UNIT_TAG, parent.data.params.get("budget_unit", "")),
                          records=records, trial_runs=trial_runs, trial_tags=trial_tags,
-                         parent_tags=dict(parent.data.tags))
+                         parent_tags=dict(parent.data.tags), trial_status=trial_status)
 
 
 def objective_metrics(params: dict[str, str]) -> list[str]:

@@ -186,3 +186,18 @@ def tag_batch(tags: Mapping[str, str]):
     from mlflow.entities import RunTag
 
     return [RunTag(k, str(v)) for k, v in tags.items()]
+
+
+def close_left_open(tracker, previous: SearchResults) -> None:
+    """Close the trial runs of a search whose driver died, on the tracker that continues it.
+
+    - A trial with no final status was running when the driver died: ``interrupted`` (KILLED).
+    - A trial whose final status was recorded but whose run is still RUNNING: the driver died
+      between the two writes (seen once on CI, a SIGKILL-ed `asha` search). Its run is closed as
+      that status says; its status itself is not rewritten."""
+    for trial_id, tags in previous.trial_tags.items():
+        final_status = tags.get("final_status")
+        if not final_status:
+            tracker.trial_ended(trial_id, "interrupted")
+        elif previous.trial_status.get(trial_id) == "RUNNING":
+            tracker.close_run(trial_id, final_status)

@@ -363,6 +363,14 @@ class SearchTracker:
                                                  status=Status.of(kind or "failed"), finished_at=time.time()))
         for listener in self.listeners:
             listener.on_trial_ended(trial_id, final_status)
+        self.close_run(trial_id, final_status)
+
+    def close_run(self, trial_id: str, final_status: str) -> None:
+        """Set a trial run's MLflow status from its final status (failed: FAILED, interrupted:
+        KILLED, else FINISHED). Alone, for a run whose final status a dead driver recorded but
+        whose run it never closed: the two are separate writes, and SIGKILL can fall between them."""
+        if not self.has_trial(trial_id):
+            return
         status = {"failed": "FAILED", "interrupted": "KILLED"}.get(final_status, "FINISHED")
         self._submit(f"end of trial {trial_id}",
                      lambda: self.client.set_terminated(self._trial_runs[trial_id], status))

@@ -175,3 +175,45 @@ def test_force_takes_over_a_search_on_another_host_but_never_a_live_one_on_this_
     for force in (False, True):
         with pytest.raises(UsageError, match="still running"):
             choose_search_to_continue(settings, resume=True, force=force)
+
+
+# --- what a dead driver left open (search/resume.py close_left_open), on a real MLflow store ----
+
+
+def test_a_run_whose_final_status_was_written_but_not_its_close_is_closed_on_resume(sqlite_uri):
+    """SIGKILL between a trial's final-status tags and its run's close left a run RUNNING for good
+    (CI, test_killed_search_resumes_without_repeating_work[asha]: FINISHED 10, KILLED 1,
+    RUNNING 1). Resume closes it as its recorded status says, and a trial with no final status
+    as interrupted."""
+    from jointsearch import spaces
+    from jointsearch.search.resume import close_left_open
+    from jointsearch.search.tracking import SearchTracker
+
+    space = spaces.get("tiny")
+    dead = SearchTracker(sqlite_uri, "left-open", step_scale=1)
+    dead.start_search({"space": "tiny"}, run_name="dead", budget_unit="epochs",
+                      artifacts={"space.json": spaces.to_json(space)})
+    for k, trial_id in enumerate(["closed", "completed-not-closed", "failed-not-closed", "running"]):
+        space.seed(k)
+        dead.trial_started(trial_id, spaces.config_dict(space.sample_configuration()), {})
+        dead.evaluation(trial_id, 1.0, {"val_error": 0.5}, rung=0)
+    dead.trial_ended("closed", "completed")
+    dead.set_trial_tags("completed-not-closed", {"state": "completed", "final_status": "completed"})
+    dead.set_trial_tags("failed-not-closed", {"state": "failed", "final_status": "failed"})
+    dead.flush()  # ... and the driver dies here: no set_terminated for the two
+
+    previous = read_search(sqlite_uri, "left-open")
+    assert previous.trial_status == {"closed": "FINISHED", "completed-not-closed": "RUNNING",
+                                     "failed-not-closed": "RUNNING", "running": "RUNNING"}
+    tracker = SearchTracker(sqlite_uri, "left-open", step_scale=1)
+    tracker.reattach(previous.search_run_id, previous.trial_runs,
+                     final_status={t: tags.get("final_status", "") for t, tags in previous.trial_tags.items()})
+    close_left_open(tracker, previous)
+    tracker.flush()
+
+    after = read_search(sqlite_uri, "left-open")
+    assert after.trial_status == {"closed": "FINISHED", "completed-not-closed": "FINISHED",
+                                  "failed-not-closed": "FAILED", "running": "KILLED"}
+    finals = {t: tags.get("final_status") for t, tags in after.trial_tags.items()}
+    assert finals == {"closed": "completed", "completed-not-closed": "completed",
+                      "failed-not-closed": "failed", "running": "interrupted"}
