@@ -174,15 +174,3 @@ def _native_env_fixture() -> Callable[..., dict[str, str]]:
     """``native_env(extra=None) -> dict``: the environment the native commands run with."""
     return native_env
 
-
-def pytest_collection_modifyitems(config, items):
-    """Run the slow tests (real searches and servers, 5-90 s each) before the quick ones.
-
-    With ``-n 2`` xdist hands tests out in collection order; a slow test collected last keeps one
-    worker busy while the other has nothing left, and on 2 cores that tail was ~10% of the
-    suite's wall time. Slow first, then the hundreds of quick tests fill the gaps at the end
-    (longest-first scheduling). The sort is stable, so each group keeps its collection order.
-    It needs ``--dist worksteal`` (pyproject's addopts): xdist's default ``load`` sends tests in
-    chunks that it never takes back, and with this order one worker was left holding every slow
-    test while the other ran out of work half-way (measured once: 476 s against 780+ s)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

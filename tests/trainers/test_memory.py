@@ -17,6 +17,10 @@ HUGE = {**{f"res_blocks_{i}": 16 for i in (1, 2, 3)}, **{f"res_branches_{i}": 5 
 # The raw count (weights, gradients, momentum, saved activations, input) must be within this
 # factor of the measured peak, either way, before any calibration.
 RAW_FACTOR = 3.0
+# Resident memory moves in pages and malloc arenas, a few MiB either way whatever the network;
+# only the smallest one notices (3.7 MiB estimated: measured 2.1-2.8x in six runs on a quiet
+# machine, 3.09x once on CI). The factor is for the estimate, this allowance for the measurement.
+RSS_NOISE_BYTES = 4 * 2**20
 # After the two-probe calibration, on a network that is not a probe.
 CALIBRATED_FACTOR = 1.5
 
@@ -37,7 +41,7 @@ def test_raw_estimate_is_within_a_stated_factor_of_the_measured_cpu_peak(config)
     raw = estimate(config).raw_bytes
     measured = measure_peak_bytes(config)
     print(f"raw {raw / 2**20:.1f} MiB, measured {measured / 2**20:.1f} MiB, ratio {measured / raw:.2f}")
-    assert raw / RAW_FACTOR <= measured <= raw * RAW_FACTOR
+    assert raw / RAW_FACTOR - RSS_NOISE_BYTES <= measured <= raw * RAW_FACTOR + RSS_NOISE_BYTES
 
 
 @pytest.mark.slow
