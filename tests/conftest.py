@@ -173,4 +173,3 @@ def _free_port_fixture() -> Callable[[], int]:
 def _native_env_fixture() -> Callable[..., dict[str, str]]:
     """``native_env(extra=None) -> dict``: the environment the native commands run with."""
     return native_env
-
