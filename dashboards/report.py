@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +48,9 @@ def _num(value: Any, digits: int = 4) -> str:
     return _esc(value)
 
 
-def _img(fig: Figure, alt: str, element_id: str | None = None) -> str:
-    data = base64.b64encode(figures.figure_png(fig)).decode("ascii")
-    id_attr = f' id="{_esc(element_id)}"' if element_id else ""
-    return f'<img{id_attr} alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
+def _img(figs: figures.Drawn, element_id: str, alt: str, make: Callable[[], Figure]) -> str:
+    data = base64.b64encode(figs.png(element_id, make)).decode("ascii")
+    return f'<img id="{_esc(element_id)}" alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _note(text: str) -> str:
@@ -102,7 +101,7 @@ def _best_section(best: EvaluationRecord | Mapping[str, Any] | None) -> str:
     return _section("Best configuration", _table(["", "value"], rows, text_cols=2), "best")
 
 
-def _rank_section(info: analysis.RankCorrelationInfo, paired: Sequence[analysis.PairedErrors]) -> str:
+def _rank_section(info: analysis.RankCorrelationInfo, paired: Sequence[analysis.PairedErrors], figs: figures.Drawn) -> str:
     parts = []
     if len(info.budgets) < 2:
         parts.append(_note(f"Rank correlation needs successful evaluations at two or more budgets; "
@@ -123,15 +122,15 @@ def _rank_section(info: analysis.RankCorrelationInfo, paired: Sequence[analysis.
                              f"{level} CI of ρ (bootstrap)", "p (ρ)"], rows, text_cols=0))
         parts.append(_note(f"Configurations evaluated OK at both budgets; pairs with fewer than "
                            f"{info.min_pairs} are reported as insufficient, not as a number."))
-    parts.append(_img(figures.rank_correlation_heatmap(info), "Rank correlation heatmap",
-                      "rank-correlation-heatmap"))
+    parts.append(_img(figs, "rank-correlation-heatmap", "Rank correlation heatmap",
+                          lambda: figures.rank_correlation_heatmap(info)))
     if any(p.n_pairs for p in paired):
         parts.append("<h3>Validation error at adjacent budgets</h3>")
-        parts.append(_img(figures.budget_scatter(paired), "Budget scatter", "budget-scatter"))
+        parts.append(_img(figs, "budget-scatter", "Budget scatter", lambda: figures.budget_scatter(paired)))
     return _section("Rank correlation across budgets", "\n".join(parts), "rank-correlation")
 
 
-def _importance_section(info: analysis.ImportanceInfo | None, error: str | None) -> str:
+def _importance_section(info: analysis.ImportanceInfo | None, error: str | None, figs: figures.Drawn) -> str:
     if info is None:
         return _section("Hyperparameter importance", _note(f"Importance could not be computed: {error}"),
                         "importance")
@@ -144,22 +143,22 @@ def _importance_section(info: analysis.ImportanceInfo | None, error: str | None)
         desc = ", ".join(f"{i.name} = {i.value} ({i.source}, {i.n_imputed} records)"
                          for i in info.imputed)
         parts.append(_note(f"Imputed where inactive: {desc}."))
-    parts.append(_img(figures.importance_bars(info), "Importance bars", "importance-bars"))
+    parts.append(_img(figs, "importance-bars", "Importance bars", lambda: figures.importance_bars(info)))
     if info.marginals:
         parts.append(_note("Marginals: mean observed validation error per bin of each parameter "
                            "(records where it was active)."))
-        parts.append(_img(figures.marginal_plots(info), "Marginals", "marginals"))
+        parts.append(_img(figs, "marginals", "Marginals", lambda: figures.marginal_plots(info)))
     return _section("Hyperparameter importance", "\n".join(parts), "importance")
 
 
-def _incumbent_section(info: analysis.IncumbentInfo) -> str:
+def _incumbent_section(info: analysis.IncumbentInfo, figs: figures.Drawn) -> str:
     if info.budget is None:
         return _section("Incumbent trajectory", _note("No evaluation succeeded."), "incumbent")
-    body = _img(figures.incumbent_plot(info), "Incumbent trajectory", "incumbent-plot")
+    body = _img(figs, "incumbent-plot", "Incumbent trajectory", lambda: figures.incumbent_plot(info))
     return _section("Incumbent trajectory", body, "incumbent")
 
 
-def _budget_section(info: analysis.BudgetInfo) -> str:
+def _budget_section(info: analysis.BudgetInfo, figs: figures.Drawn) -> str:
     if info.n_evaluations == 0:
         return _section("Budget spent", _note("No evaluations recorded."), "budget")
     rows = [[_num(r.budget), _esc(r.n_evaluations), _esc(r.n_ok), _num(r.total_budget),
@@ -171,15 +170,15 @@ def _budget_section(info: analysis.BudgetInfo) -> str:
                  _esc(", ".join(f"{x:g}" for x in b.budgets))] for b in info.brackets]
         parts.append(_table(["bracket", "evaluations", "ok", "budget spent", "rungs"], rows,
                             text_cols=0))
-    parts.append(_img(figures.budget_bars(info), "Budget per rung and bracket", "budget-bars"))
+    parts.append(_img(figs, "budget-bars", "Budget per rung and bracket", lambda: figures.budget_bars(info)))
     return _section("Budget spent", "\n".join(parts), "budget")
 
 
-def _params_section(info: analysis.ParamsInfo) -> str:
+def _params_section(info: analysis.ParamsInfo, figs: figures.Drawn) -> str:
     if not info.n_params:
         return _section("Validation error vs parameter count",
                         _note("No successful evaluation recorded its parameter count."), "params")
-    body = _img(figures.params_scatter(info), "Validation error vs parameters", "params-scatter")
+    body = _img(figs, "params-scatter", "Validation error vs parameters", lambda: figures.params_scatter(info))
     if info.n_without_params:
         body += _note(f"{info.n_without_params} successful evaluation(s) without a parameter "
                       f"count are not shown.")
@@ -209,7 +208,7 @@ def _budget_decisions_section(decisions: Sequence[Mapping[str, Any]]) -> str:
             _table(["after evaluations", "decision", "budget", "compared with budget", "Spearman ρ", "CI",
                     "pairs", "effective min budget"], rows, text_cols=2)]
     return _section("Adaptive budgets", "\n".join(body), "adaptive-budgets")
-def _pareto_section(records: Sequence[EvaluationRecord], objectives: Sequence[str]) -> str:
+def _pareto_section(records: Sequence[EvaluationRecord], objectives: Sequence[str], figs: figures.Drawn) -> str:
     from .pareto import pareto_fronts
 
     infos = pareto_fronts(records, objectives)
@@ -229,7 +228,7 @@ def _pareto_section(records: Sequence[EvaluationRecord], objectives: Sequence[st
     if hv:
         parts.append(_note("Hypervolume per budget (reference: the worst value seen plus 10 % of the range, "
                            "per objective): " + "; ".join(hv) + "."))
-    parts.append(_img(figures.pareto_plot(infos), "Pareto front per budget", "pareto-front"))
+    parts.append(_img(figs, "pareto-front", "Pareto front per budget", lambda: figures.pareto_plot(infos)))
     return _section("Pareto front", "\n".join(parts), "pareto")
 
 
@@ -243,6 +242,7 @@ def render_report(
     analyses: analysis.Analyses | None = None,
     budget_decisions: Sequence[Mapping[str, Any]] | None = None,
     objectives: Sequence[str] | None = None,
+    pngs: figures.Drawn | None = None,
 ) -> str:
     """The whole report as one HTML string.
 
@@ -255,7 +255,11 @@ def render_report(
     default they are computed here. ``budget_decisions`` (dicts with the fields of
     ``search.adaptive_budgets.BudgetDecision``) adds an "Adaptive budgets" section when there are any.
     ``objectives`` (default: the ``objectives`` setting) adds a Pareto front section when there
-    are two or more.
+    are two or more. ``pngs`` (:class:`~jointsearch.dashboards.figures.Drawn`, by element id)
+    supplies figures already drawn and receives the ones drawn here: the live dashboards log
+    those very bytes as their PNG artifacts, so each figure is drawn once at the end of a
+    search (it was drawn twice, half of the final refresh's ~3 CPU-s) and a file cannot differ
+    from the page.
     """
     records = list(records)
     a = analyses if analyses is not None else analysis.analyse(records, space)
@@ -263,18 +267,19 @@ def render_report(
         objectives = str((settings or {}).get("objectives") or "val_error").split()
     if best is None:
         best = a.best
+    figs = pngs if pngs is not None else figures.Drawn()
     sections = [
         _settings_section(settings, len(records)),
         _best_section(best),
-        _rank_section(a.rank_correlation, a.paired),
+        _rank_section(a.rank_correlation, a.paired, figs),
         *([_budget_decisions_section(budget_decisions)] if budget_decisions else []),
-        _importance_section(a.importance, a.importance_error),
-        _incumbent_section(a.incumbent),
-        _budget_section(a.budget),
-        _params_section(a.params),
+        _importance_section(a.importance, a.importance_error, figs),
+        _incumbent_section(a.incumbent, figs),
+        _budget_section(a.budget, figs),
+        _params_section(a.params, figs),
     ]
     if len(objectives) > 1:
-        sections.insert(2, _pareto_section(records, list(objectives)))
+        sections.insert(2, _pareto_section(records, list(objectives), figs))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"

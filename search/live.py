@@ -83,7 +83,7 @@ class LiveDashboards(SearchListener):
         """The search's objectives (its ``objectives`` setting, issue 15)."""
         return tuple(str(self.settings.get("objectives") or "val_error").split())
 
-    def _pareto(self, records: list[EvaluationRecord]) -> None:
+    def _pareto(self, records: list[EvaluationRecord], drawn) -> None:
         """With several objectives: the front at each budget as ``dashboards/pareto/budget_<b>.json``,
         all budgets in ``pareto_front.json`` and ``pareto_front.png`` (one panel per budget: one
         figure rendered per refresh, not one per budget, since it is drawn in Tune's callback), and
@@ -98,7 +98,7 @@ class LiveDashboards(SearchListener):
             label = _budget_label(info.budget)
             self.log_artifact(f"{FOLDER}/pareto/budget_{label}.json", json.dumps(info.to_json(), indent=2))
         self.log_artifact(f"{FOLDER}/pareto_front.json", json.dumps([i.to_json() for i in infos], indent=2))
-        self.log_artifact(f"{FOLDER}/pareto_front.png", figures.figure_png(figures.pareto_plot(infos)))
+        self.log_artifact(f"{FOLDER}/pareto_front.png", drawn.png("pareto-front", lambda: figures.pareto_plot(infos)))
         metrics = {}
         for info in infos:
             # (no hypervolume metric: its reference point moves with the worst point seen, so
@@ -119,6 +119,10 @@ class LiveDashboards(SearchListener):
         analyses = analyse(records, self.space, min_pairs=self.min_pairs) if final else None
         info = analyses.rank_correlation if final else rank_correlation(
             records, min_pairs=self.min_pairs, n_bootstrap=self.n_bootstrap)
+        # At the end the report is rendered first: the figures it draws stay in ``drawn``, and the
+        # PNG artifacts below are those bytes (each figure drawn once, figures.Drawn).
+        drawn = figures.Drawn()
+        report = self._report(records, analyses, drawn) if final else None
         metrics: dict[str, float] = {}
         for pair in info.pairs:
             if pair.sufficient:
@@ -131,22 +135,34 @@ class LiveDashboards(SearchListener):
         self.log_artifact(f"{FOLDER}/rank_correlation.json", json.dumps(info.to_json(), indent=2))
         self.log_artifact(f"{FOLDER}/rank_correlation.csv", info.to_csv())
         self.log_artifact(f"{FOLDER}/rank_correlation_heatmap.png",
-                          figures.figure_png(figures.rank_correlation_heatmap(info)))
-        self._pareto(records)
+                          drawn.png("rank-correlation-heatmap", lambda: figures.rank_correlation_heatmap(info)))
+        self._pareto(records, drawn)
         if analyses is None:
             return
         a = analyses
-        self.log_artifact(f"{FOLDER}/budget_scatter.png", figures.figure_png(figures.budget_scatter(a.paired)))
+        self.log_artifact(f"{FOLDER}/budget_scatter.png",
+                          drawn.png("budget-scatter", lambda: figures.budget_scatter(a.paired)))
         if a.importance is not None:
             self.log_artifact(f"{FOLDER}/importance.json", json.dumps(a.importance.to_json(), indent=2))
-            self.log_artifact(f"{FOLDER}/importance.png", figures.figure_png(figures.importance_bars(a.importance)))
-            self.log_artifact(f"{FOLDER}/marginals.png", figures.figure_png(figures.marginal_plots(a.importance)))
-        self.log_artifact(f"{FOLDER}/incumbent.png", figures.figure_png(figures.incumbent_plot(a.incumbent)))
-        self.log_artifact(f"{FOLDER}/budget_per_rung.png", figures.figure_png(figures.budget_bars(a.budget)))
-        self.log_artifact(f"{FOLDER}/error_vs_params.png", figures.figure_png(figures.params_scatter(a.params)))
+            self.log_artifact(f"{FOLDER}/importance.png",
+                              drawn.png("importance-bars", lambda: figures.importance_bars(a.importance)))
+            self.log_artifact(f"{FOLDER}/marginals.png",
+                              drawn.png("marginals", lambda: figures.marginal_plots(a.importance)))
+        self.log_artifact(f"{FOLDER}/incumbent.png", drawn.png("incumbent-plot", lambda: figures.incumbent_plot(a.incumbent)))
+        self.log_artifact(f"{FOLDER}/budget_per_rung.png", drawn.png("budget-bars", lambda: figures.budget_bars(a.budget)))
+        self.log_artifact(f"{FOLDER}/error_vs_params.png",
+                          drawn.png("params-scatter", lambda: figures.params_scatter(a.params)))
         self.log_artifact(f"{FOLDER}/records.json", json.dumps(records_to_json(records)))
+        if report is not None:
+            self.log_artifact("report.html", report)
+
+    def _report(self, records: list[EvaluationRecord], analyses, drawn) -> str | None:
+        """The HTML report; a failure here loses the report only, not the artifacts it shares."""
         from jointsearch.dashboards.report import render_report
 
-        self.log_artifact("report.html", render_report(records, title=self.title, space=self.space,
-                                                       settings=self.settings, analyses=a,
-                                                       budget_decisions=self.budget_decisions))
+        try:
+            return render_report(records, title=self.title, space=self.space, settings=self.settings,
+                                 analyses=analyses, budget_decisions=self.budget_decisions, pngs=drawn)
+        except Exception as exc:  # noqa: BLE001 - dashboards are best effort by design
+            log.warning("could not render the report: %s", exc)
+            return None

@@ -334,7 +334,10 @@ def init_ray(address: str | None) -> None:
         ray.init(address=address, **kwargs)
     else:
         # "local": never join a cluster already running on this machine (see ray_cluster.py).
-        ray.init(address="local", **kwargs)
+        # No prestarted workers: Tune gives every trial actor a runtime_env (env_vars), so trials
+        # never run in the plain workers Ray starts for a first driver; those cost ~1.5 CPU-s
+        # per search, at the moment the trials' own processes start on the same cores.
+        ray.init(address="local", _system_config={"prestart_worker_first_driver": False}, **kwargs)
 
 
 def run_tune(settings: SearchSettings, space, tracker: SearchTracker, run_name: str,

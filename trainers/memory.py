@@ -232,13 +232,25 @@ def measure_peak_bytes(config: Mapping[str, Any], *, in_channels: int = 3, image
         del model, opt, x, y, loss
         torch.cuda.empty_cache()
         return int(peak)
-    out = subprocess.run([sys.executable, "-c", _CPU_PROBE, json.dumps(dict(config)),
-                          json.dumps([in_channels, image_size, num_classes])],
-                         capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if out.returncode != 0:
-        raise RuntimeError(f"memory probe failed: {out.stderr[-2000:]}")
-    return int(json.loads(out.stdout.strip().splitlines()[-1])["peak"])
+    return _cpu_probe_peak(_start_cpu_probe(config, (in_channels, image_size, num_classes)))
+
+
+def _start_cpu_probe(config: Mapping[str, Any], shape: tuple[int, int, int]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _CPU_PROBE, json.dumps(dict(config)), json.dumps(list(shape))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _cpu_probe_peak(proc: subprocess.Popen) -> int:
+    try:
+        out, err = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError("memory probe took more than 600 s") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory probe failed: {err[-2000:]}")
+    return int(json.loads(out.strip().splitlines()[-1])["peak"])
 
 
 def calibrate(device: str | None = None, device_bytes: int | None = None) -> dict[str, Any]:
@@ -259,10 +271,14 @@ def calibrate(device: str | None = None, device_bytes: int | None = None) -> dic
     else:
         context = 0
     c, s, k = _PROBE_SHAPE
-    points = []
-    for config in _PROBES:
-        raw = estimate(config, in_channels=c, image_size=s, num_classes=k).raw_bytes
-        points.append((raw, measure_peak_bytes(config, in_channels=c, image_size=s, num_classes=k, device=device)))
+    raws = [estimate(config, in_channels=c, image_size=s, num_classes=k).raw_bytes for config in _PROBES]
+    if device.startswith("cuda"):
+        peaks = [measure_peak_bytes(config, in_channels=c, image_size=s, num_classes=k, device=device)
+                 for config in _PROBES]
+    else:  # one process per probe, each measuring only itself: run them side by side (half the wait)
+        probes = [_start_cpu_probe(config, _PROBE_SHAPE) for config in _PROBES]
+        peaks = [_cpu_probe_peak(proc) for proc in probes]
+    points = list(zip(raws, peaks))
     (r1, m1), (r2, m2) = points
     scale = (m2 - m1) / (r2 - r1) if r2 != r1 else m2 / max(r2, 1)
     scale = max(scale, 1.0)  # never predict less than the raw count per byte

@@ -109,3 +109,26 @@ def test_the_report_shows_the_confidence_intervals_of_the_logged_json():
     assert (during["ci_low"], during["ci_high"]) != (final["ci_low"], final["ci_high"])  # 50 vs 1000 resamples
     shown = f"[{final['ci_low']:.3g}, {final['ci_high']:.3g}]"
     assert shown in artifacts["report.html"], shown
+
+
+def test_the_final_refresh_draws_each_figure_once_and_the_report_embeds_the_logged_pngs(monkeypatch):
+    """The report and the PNG artifacts share one figures.Drawn: every PNG the page embeds is the
+    artifact's bytes, and matplotlib renders each figure once (it rendered the report's copies again)."""
+    import base64
+    import re
+
+    from jointsearch.dashboards import figures
+
+    rendered = []
+    real = figures.figure_png
+    monkeypatch.setattr(figures, "figure_png", lambda fig, **kw: rendered.append(fig) or real(fig, **kw))
+    artifacts = {}
+    live = LiveDashboards(lambda m, step: None, artifacts.__setitem__, refresh_every=100)
+    for record in _records():
+        live.add(record)
+    live.finish()
+    pngs = {name: data for name, data in artifacts.items() if name.endswith(".png")}
+    embedded = [base64.b64decode(b) for b in re.findall(r'src="data:image/png;base64,([^"]+)"', artifacts["report.html"])]
+    assert len(embedded) >= 5
+    assert all(any(data == png for png in pngs.values()) for data in embedded)
+    assert len(rendered) == len(pngs)
