@@ -76,19 +76,28 @@ class TestPromotionRule:
         assert s.choose_trial_to_run(c) is trials[3]
         assert s.promotions[0] == 2 and not any(s.promotable(t.trial_id, 0) for t in trials)
 
-    def test_once_every_configuration_has_been_added_the_quota_no_longer_holds_a_slot_back(self):
-        """The end game: with no new configuration left to start, the best of 4 goes on although
-        floor(4/3) = 1 went on already; the same rung with configurations still to come waits."""
-        for num_samples, expected in [(4, True), (5, False)]:
-            s, trials = make_scheduler(slots=3, num_samples=num_samples), [_Trial(f"t{i}") for i in range(4)]
+    def test_once_every_configuration_has_been_added_the_quota_is_that_of_the_rungs_final_size(self):
+        """The end game: 6 configurations added, 4 reported at rung 0 and one gone on (floor(4/3)).
+        The best of the 4 goes on at once, since the rung will hold 6 (quota 2) and no new
+        configuration is left to start; with a 7th still to come it waits for the rung to grow.
+        The quota itself stays: when the last two report, better than all, neither goes on."""
+        def four_reported(num_samples):
+            s, trials = make_scheduler(slots=3, num_samples=num_samples), [_Trial(f"t{i}") for i in range(6)]
             c = _Controller(trials)
             for t in trials:
                 s.on_trial_add(c, t)
             for t, v in zip(trials, [0.5, 0.6, 0.4, 0.1]):
                 action = report(s, c, t, 0, v)
                 t.status = Trial.PAUSED if action == TrialScheduler.PAUSE else Trial.RUNNING
-            assert s.promotions[0] == (2 if expected else 1), num_samples
-            assert (trials[3].status == Trial.RUNNING) is expected, num_samples
+            return s, c, trials
+
+        s, c, trials = four_reported(7)
+        assert s.promotions[0] == 1 and trials[3].status == Trial.PAUSED
+        s, c, trials = four_reported(6)
+        assert s.promotions[0] == 2 and trials[3].status == Trial.RUNNING
+        for t, v in zip(trials[4:], [0.05, 0.01]):
+            assert report(s, c, t, 0, v) == TrialScheduler.PAUSE
+        assert s.promotions[0] == 2 == s.quota(0)
 
     def test_a_resumed_searchs_promotions_use_up_the_quota(self):
         s = make_scheduler()
