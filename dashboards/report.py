@@ -101,7 +101,8 @@ def _best_section(best: EvaluationRecord | Mapping[str, Any] | None) -> str:
     return _section("Best configuration", _table(["", "value"], rows, text_cols=2), "best")
 
 
-def _rank_section(info: analysis.RankCorrelationInfo, paired: Sequence[analysis.PairedErrors], figs: figures.Drawn) -> str:
+def _rank_section(info: analysis.RankCorrelationInfo, paired: Sequence[analysis.PairedErrors],
+                  figs: figures.Drawn) -> str:
     parts = []
     if len(info.budgets) < 2:
         parts.append(_note(f"Rank correlation needs successful evaluations at two or more budgets; "
@@ -208,7 +209,8 @@ def _budget_decisions_section(decisions: Sequence[Mapping[str, Any]]) -> str:
             _table(["after evaluations", "decision", "budget", "compared with budget", "Spearman ρ", "CI",
                     "pairs", "effective min budget"], rows, text_cols=2)]
     return _section("Adaptive budgets", "\n".join(body), "adaptive-budgets")
-def _pareto_section(records: Sequence[EvaluationRecord], objectives: Sequence[str], figs: figures.Drawn) -> str:
+def _pareto_section(records: Sequence[EvaluationRecord], objectives: Sequence[str],
+                    figs: figures.Drawn) -> str:
     from .pareto import pareto_fronts
 
     infos = pareto_fronts(records, objectives)

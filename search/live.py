@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from jointsearch.dashboards import rank_correlation, records_to_json
 from jointsearch.dashboards.records import EvaluationRecord
 
 from .listeners import SearchListener
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with this module
+    from jointsearch.dashboards.analysis import Analyses
+    from jointsearch.dashboards.figures import Drawn
 
 log = logging.getLogger("jointsearch.search")
 
@@ -83,7 +87,7 @@ class LiveDashboards(SearchListener):
         """The search's objectives (its ``objectives`` setting, issue 15)."""
         return tuple(str(self.settings.get("objectives") or "val_error").split())
 
-    def _pareto(self, records: list[EvaluationRecord], drawn) -> None:
+    def _pareto(self, records: list[EvaluationRecord], drawn: Drawn) -> None:
         """With several objectives: the front at each budget as ``dashboards/pareto/budget_<b>.json``,
         all budgets in ``pareto_front.json`` and ``pareto_front.png`` (one panel per budget: one
         figure rendered per refresh, not one per budget, since it is drawn in Tune's callback), and
@@ -148,15 +152,17 @@ class LiveDashboards(SearchListener):
                               drawn.png("importance-bars", lambda: figures.importance_bars(a.importance)))
             self.log_artifact(f"{FOLDER}/marginals.png",
                               drawn.png("marginals", lambda: figures.marginal_plots(a.importance)))
-        self.log_artifact(f"{FOLDER}/incumbent.png", drawn.png("incumbent-plot", lambda: figures.incumbent_plot(a.incumbent)))
-        self.log_artifact(f"{FOLDER}/budget_per_rung.png", drawn.png("budget-bars", lambda: figures.budget_bars(a.budget)))
+        self.log_artifact(f"{FOLDER}/incumbent.png",
+                          drawn.png("incumbent-plot", lambda: figures.incumbent_plot(a.incumbent)))
+        self.log_artifact(f"{FOLDER}/budget_per_rung.png",
+                          drawn.png("budget-bars", lambda: figures.budget_bars(a.budget)))
         self.log_artifact(f"{FOLDER}/error_vs_params.png",
                           drawn.png("params-scatter", lambda: figures.params_scatter(a.params)))
         self.log_artifact(f"{FOLDER}/records.json", json.dumps(records_to_json(records)))
         if report is not None:
             self.log_artifact("report.html", report)
 
-    def _report(self, records: list[EvaluationRecord], analyses, drawn) -> str | None:
+    def _report(self, records: list[EvaluationRecord], analyses: Analyses, drawn: Drawn) -> str | None:
         """The HTML report; a failure here loses the report only, not the artifacts it shares."""
         from jointsearch.dashboards.report import render_report
 

@@ -166,14 +166,15 @@ class AsyncSuccessiveHalving(FIFOScheduler):
 
     def promotable(self, trial_id: str, rung: int) -> bool:
         """Whether a trial is in the top 1/eta (finite values) of ``rung``, not promoted yet, and
-        the rung's quota (floor(n / eta) promotions for n results) is not used up."""
+        the rung's :meth:`quota` is not used up."""
         if rung >= self.n_rungs - 1 or trial_id in self.promoted[rung] or self.rung_dropped(rung):
             return False
         value = self.rungs[rung].get(trial_id)
         if value is None or not _finite(value):
             return False
         k = int(len(self.rungs[rung]) / self.eta + 1e-9)
-        return self.promotions[rung] < self.quota(rung) and self.position(rung, trial_id) < k  # fewer than k before it
+        # fewer than k rank before it, and the quota has room
+        return self.position(rung, trial_id) < k and self.promotions[rung] < self.quota(rung)
 
     def quota(self, rung: int) -> int:
         """How many of ``rung`` may go on: floor(n / eta) for its n results so far, or, in the end

@@ -277,7 +277,13 @@ def calibrate(device: str | None = None, device_bytes: int | None = None) -> dic
                  for config in _PROBES]
     else:  # one process per probe, each measuring only itself: run them side by side (half the wait)
         probes = [_start_cpu_probe(config, _PROBE_SHAPE) for config in _PROBES]
-        peaks = [_cpu_probe_peak(proc) for proc in probes]
+        try:
+            peaks = [_cpu_probe_peak(proc) for proc in probes]
+        finally:
+            for proc in probes:  # after a failed probe, the other one is not left running
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
     points = list(zip(raws, peaks))
     (r1, m1), (r2, m2) = points
     scale = (m2 - m1) / (r2 - r1) if r2 != r1 else m2 / max(r2, 1)

@@ -128,7 +128,8 @@ def test_the_final_refresh_draws_each_figure_once_and_the_report_embeds_the_logg
         live.add(record)
     live.finish()
     pngs = {name: data for name, data in artifacts.items() if name.endswith(".png")}
-    embedded = [base64.b64decode(b) for b in re.findall(r'src="data:image/png;base64,([^"]+)"', artifacts["report.html"])]
+    page = artifacts["report.html"]
+    embedded = [base64.b64decode(b) for b in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
     assert len(embedded) >= 5
     assert all(any(data == png for png in pngs.values()) for data in embedded)
     assert len(rendered) == len(pngs)
