@@ -38,30 +38,19 @@ PROBLEMS = ("mixed_hartmann6", "inverted_hartmann6")
 def final_regrets(problem, budgets: list[float], seeds: int, *, adaptive: bool, top_n_percent: int,
                   slots: int = 2) -> list[float]:
     """Plain or adaptive ``bohb`` on ``budgets`` (the problem's max budget last), one final regret per seed."""
-    from jointsearch.search import kde
-
     from . import optimizers as O
     from .simulate import simulate_bohb
 
-    original = kde.KDEProposer.__init__
-
-    def with_fraction(self, space, **kwargs):
-        original(self, space, **{**kwargs, "top_n_percent": top_n_percent})
-
     total = problem.total
     out = []
-    kde.KDEProposer.__init__ = with_fraction
-    try:
-        for seed in range(seeds):
-            evaluate = O.Evaluator(problem, seed, Path("."))
-            run = simulate_bohb(lambda c, b: evaluate(c, b), problem.space(), budgets, eta=3.0, slots=slots,
-                                num_samples=100_000, seed=seed, adaptive=adaptive, stop_after=total,
-                                max_budget=problem.max_budget)
-            evals = [O.Evaluation(dict(e.config), e.budget, e.value, e.cost) for e in run["evaluations"]]
-            evals = O.truncate(evals, total * problem.max_budget)
-            out.append(O.regret_at(O.trajectory(evals, problem), total))
-    finally:
-        kde.KDEProposer.__init__ = original
+    for seed in range(seeds):
+        evaluate = O.Evaluator(problem, seed, Path("."))
+        run = simulate_bohb(lambda c, b: evaluate(c, b), problem.space(), budgets, eta=3.0, slots=slots,
+                            num_samples=100_000, seed=seed, adaptive=adaptive, stop_after=total,
+                            max_budget=problem.max_budget, kde={"top_n_percent": top_n_percent})
+        evals = [O.Evaluation(dict(e.config), e.budget, e.value, e.cost) for e in run["evaluations"]]
+        evals = O.truncate(evals, total * problem.max_budget)
+        out.append(O.regret_at(O.trajectory(evals, problem), total))
     return out
 
 

@@ -80,13 +80,14 @@ class SimController:
 
 def simulate_bohb(objective: Callable[[dict, float], float], space, budgets: list[float], *, eta: float = 3.0,
                   slots: int = 2, num_samples: int = 1000, seed: int = 0, adaptive: bool = True,
-                  stop_after: float | None = None, max_budget: float | None = None, pooled: bool = False
-                  ) -> dict[str, Any]:
+                  stop_after: float | None = None, max_budget: float | None = None, pooled: bool = False,
+                  kde: dict[str, Any] | None = None) -> dict[str, Any]:
     """One asynchronous BOHB search on ``objective(config, budget) -> value`` (minimised).
 
     Returns ``{"evaluations": [SimEvaluation...] in finishing order, "decisions": [...],
     "scheduler": ..., "searcher": ...}``. ``stop_after`` in max-budget units. ``pooled``: the
-    searcher's experimental pooled model (kde.py; not what the preset runs).
+    searcher's experimental pooled model (kde.py; not what the preset runs). ``kde``: keyword
+    arguments of the searcher's KDEProposer (e.g. ``top_n_percent``; bench/budget_oracle.py).
     """
     from ray.tune.schedulers import TrialScheduler
 
@@ -97,7 +98,7 @@ def simulate_bohb(objective: Callable[[dict, float], float], space, budgets: lis
     scheduler = AsyncSuccessiveHalving(n_rungs=len(budgets), eta=eta, num_samples=num_samples,
                                        slots=lambda: slots, adaptive=AdaptiveBudgets(budgets) if adaptive else None)
     searcher = KDESearcher(space, rung_budgets=budgets, seed=seed, gate=scheduler.wants_new_trial,
-                           untrusted=scheduler.dropped_budgets, pooled=pooled)
+                           untrusted=scheduler.dropped_budgets, pooled=pooled, **(kde or {}))
     ctl = SimController()
     rng = np.random.default_rng([seed, 7])
     clock, spent = 0.0, 0.0
