@@ -28,7 +28,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 
 from .common import quantiles, table, write_json
 
