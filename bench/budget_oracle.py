@@ -28,7 +28,6 @@ import argparse
 import time
 from pathlib import Path
 
-
 from .common import quantiles, table, write_json
 
 PROBLEMS = ("mixed_hartmann6", "inverted_hartmann6")
