@@ -5,6 +5,8 @@
     nice python -m bench.fidelity --slice 0/2 --log a.jsonl &  nice python -m bench.fidelity --slice 1/2 --log b.jsonl
     python -m bench.fidelity --merge a.jsonl b.jsonl
     python -m bench.fidelity --quick               # 6 configurations, 1 seed, budgets 1/3 (a smoke test)
+    # the second real data set: 5,000 MNIST digits at 28x28 (an epoch costs ~9x a digits epoch)
+    nice python -m bench.fidelity --dataset mnist5k --total 3 --slice K/N --log mnist5k-K.jsonl
 
 The three protocols of ``trainers/entry.py`` (``--fidelity``): ``restarts`` (continued, SGDR
 restarts at the rungs), ``scratch`` (the authors': every rung from scratch, Tmult = 2,
