@@ -49,8 +49,7 @@ __all__ = ["DATASET_SHAPES", "Calibration", "GpuPlan", "MemoryEstimate", "calibr
 
 # (in_channels, image_size, num_classes) of each data set the built-in trainer knows.
 DATASET_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (1, 8, 10), "mnist5k": (1, 28, 10),
-                                                   "cifar10": (3, 32, 10),
-                                                   "synthetic": (3, 8, 4)}
+                                                   "cifar10": (3, 32, 10), "synthetic": (3, 8, 4)}
 GIB = 2 ** 30
 
 # The two probe networks of the calibration: small, so the probe takes seconds on a CPU, and
