@@ -90,12 +90,11 @@ def warm_start_bohb(searcher: KDESearcher, scheduler: AsyncSuccessiveHalving, sp
 
 
 def build_bohb_sync(settings, space):
-    from ray.tune.schedulers import HyperBandForBOHB
-
     from .ray_bohb_sync import TaggedTuneBOHB  # imports hpbandster and statsmodels: only for this preset
+    from .ray_hyperband import HyperBandForBOHBProcessed
 
     searcher = TaggedTuneBOHB(space=space, seed=settings.seed, max_concurrent=settings.max_concurrent, **COMMON)
-    scheduler = HyperBandForBOHB(time_attr=PROGRESS_KEY, max_t=max_units(settings.min_budget, settings.max_budget),
+    scheduler = HyperBandForBOHBProcessed(time_attr=PROGRESS_KEY, max_t=max_units(settings.min_budget, settings.max_budget),
                                  reduction_factor=settings.eta, **COMMON)
     return searcher, scheduler
 
@@ -118,9 +117,9 @@ def _random_searcher(settings, space):
 
 
 def build_hyperband(settings, space):
-    from ray.tune.schedulers import HyperBandScheduler
+    from .ray_hyperband import HyperBand
 
-    return _random_searcher(settings, space), HyperBandScheduler(
+    return _random_searcher(settings, space), HyperBand(
         time_attr=PROGRESS_KEY, max_t=max_units(settings.min_budget, settings.max_budget),
         reduction_factor=settings.eta, **COMMON)
 

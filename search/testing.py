@@ -71,13 +71,16 @@ def _config_hash(config: dict) -> int:
 
 
 def faulty_trainer(config: dict, budget: float, *, fault: str = "raise", fault_every: int = 3,
-                   fault_budget: float = 0.0, marker_dir: str | None = None, **context: Any) -> dict:
+                   fault_budget: float = 0.0, fault_delay_s: float = 0.0, marker_dir: str | None = None,
+                   **context: Any) -> dict:
     """The fake trainer, except that every ``fault_every``-th configuration (by hash) fails at
     budgets above ``fault_budget``: ``raise`` (RuntimeError), ``nan`` (returns NaN), ``diverged``
     (returns a finite error with status "diverged", as the built-in trainer does when its loss
     blows up), ``oom`` (raises MemoryError, as a host out-of-memory does), or ``flaky`` (raises the first time it
-    sees a configuration, succeeds when retried; needs ``marker_dir`` shared by the workers)."""
+    sees a configuration, succeeds when retried; needs ``marker_dir`` shared by the workers).
+    ``fault_delay_s`` makes a fault come that long after the call: after the other trials' results."""
     if _config_hash(config) % fault_every == 0 and budget > fault_budget:
+        time.sleep(fault_delay_s)
         if fault == "raise":
             raise RuntimeError(f"injected failure at budget {budget:g}")
         if fault == "nan":
