@@ -97,7 +97,8 @@ class _Controller:
         trial.status = Trial.TERMINATED
 
 
-def run_jointsearch(seed: int, total: float, multi_objective: bool = True, mo_loss: str = "pareto_rank") -> dict:
+def run_jointsearch(seed: int, total: float, multi_objective: bool = True, mo_loss: str | None = None,
+                    model: str = "kde") -> dict:
     """The production scheduler and searcher on one worker, as Tune would drive them: a free slot
     goes to a promotable paused configuration, else to a new one from the searcher."""
     from ray.tune.experiment import Trial
@@ -111,7 +112,7 @@ def run_jointsearch(seed: int, total: float, multi_objective: bool = True, mo_lo
     scheduler = AsyncSuccessiveHalving(n_rungs=len(RUNGS), eta=3, num_samples=10**9, slots=lambda: 1,
                                        objectives=objectives)
     searcher = KDESearcher(_space(seed), rung_budgets=RUNGS, seed=seed, gate=scheduler.wants_new_trial,
-                           objectives=objectives, mo_loss=mo_loss)
+                           objectives=objectives, mo_loss=mo_loss, model=model)
     controller = _Controller()
     limit, spent, finals, n, evaluations = total * RUNGS[-1], 0.0, [], 0, 0
     started = time.perf_counter()
@@ -186,6 +187,8 @@ def run_optuna(sampler_name: str, seed: int, total: float) -> dict:
 CONTENDERS = {
     "jointsearch bohb (MO-ASHA + Pareto-rank KDE)": lambda seed, total: run_jointsearch(seed, total, True),
     "jointsearch bohb (MO-ASHA + ParEGO KDE)": lambda seed, total: run_jointsearch(seed, total, True, "parego"),
+    "jointsearch bohb --model gp (MO-ASHA + ParEGO GP)": lambda seed, total: run_jointsearch(seed, total, True,
+                                                                                             model="gp"),
     "jointsearch bohb (val_error only)": lambda seed, total: run_jointsearch(seed, total, False),
     "optuna NSGA-II": lambda seed, total: run_optuna("nsga2", seed, total),
     "optuna TPE (multi-objective)": lambda seed, total: run_optuna("tpe", seed, total),

@@ -90,6 +90,7 @@ from jointsearch.dashboards.pareto import Objective, chebyshev, promotion_order
 from .adaptive_budgets import AdaptiveBudgets, BudgetDecision
 from .kde import KDEProposer
 from .objectives import objective_vector
+from .settings import MODELS
 
 __all__ = ["AsyncSuccessiveHalving", "KDESearcher", "trial_slots"]
 
@@ -380,10 +381,17 @@ class KDESearcher(Searcher):
 
     def __init__(self, space, *, rung_budgets: Sequence[float], seed: int | None = None,
                  gate: Callable[[], bool] | None = None, untrusted: Callable[[], Sequence[float]] | None = None,
-                 pooled: bool = False, objectives: Sequence[Objective] = (), mo_loss: str = "pareto_rank",
-                 **kde: Any):
+                 pooled: bool = False, objectives: Sequence[Objective] = (), mo_loss: str | None = None,
+                 model: str = "kde", **kde: Any):
         super().__init__(metric="val_error", mode="min")
-        self.proposer = KDEProposer(space, seed=seed, **kde)
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+        if model == "gp":  # --model gp (gp.py): the same observations, a GP's proposals
+            from .gp import GPProposer
+
+            self.proposer = GPProposer(space, seed=seed, **kde)
+        else:
+            self.proposer = KDEProposer(space, seed=seed, **kde)
         self.proposer.pooled = pooled  # issue 14, measured, off in every preset (kde.py)
         # Issue 15, several objectives. Every observation keeps its signed objective vector; before
         # each proposal the model's losses are recomputed from them (:meth:`scalarise`):
@@ -392,7 +400,9 @@ class KDESearcher(Searcher):
         #   KDE's good set is the current front and its spread, as in MOTPE (Ozaki et al. 2020);
         # "parego": ParEGO (Knowles 2006), weights drawn uniformly from the simplex per proposal
         #   and the augmented Chebyshev scalarisation. Measured worse on bench/multi_objective.py
-        #   (a weight that favours the exact objective makes its good set ignore the other).
+        #   (a weight that favours the exact objective makes its good set ignore the other) with
+        #   the KDE; the default with the GP (--model gp), its classic pairing.
+        mo_loss = mo_loss or ("parego" if model == "gp" else "pareto_rank")
         if mo_loss not in ("pareto_rank", "parego"):
             raise ValueError(f"mo_loss must be pareto_rank or parego, got {mo_loss!r}")
         self.mo_loss = mo_loss

@@ -44,7 +44,8 @@ def build_bohb(settings, space):
     scheduler = AsyncSuccessiveHalving(n_rungs=len(rungs), eta=settings.eta, num_samples=settings.num_samples,
                                        slots=slots, adaptive=adaptive, objectives=objectives)
     searcher = KDESearcher(space, rung_budgets=rungs, seed=settings.seed, gate=scheduler.wants_new_trial,
-                           untrusted=scheduler.dropped_budgets, objectives=objectives)
+                           untrusted=scheduler.dropped_budgets, objectives=objectives,
+                           model=getattr(settings, "model", "kde"))
     return searcher, scheduler
 
 

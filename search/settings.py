@@ -22,6 +22,7 @@ from .trainer_api import BUILTIN_TRAINER
 
 
 ADAPTIVE_BUDGETS = ("auto", "on", "off")
+MODELS = ("kde", "gp")  # the bohb preset's proposal models: kde.py (BOHB's), gp.py
 
 
 def default_mlflow_uri() -> str:
@@ -126,6 +127,11 @@ class SearchSettings:
     adaptive_budgets: str = setting("auto", "drop low rungs whose ranking does not agree with the top rung "
                                             "(rank correlation, with hysteresis); auto: on for bohb, which is "
                                             "the only preset that can", choices=ADAPTIVE_BUDGETS)
+
+    model: str = setting("kde", "what proposes configurations in the bohb preset: kde (BOHB's kernel densities) or "
+                                "gp (a Gaussian process with expected improvement; ParEGO with several "
+                                "objectives: slower per proposal, stronger on smooth continuous spaces)",
+                         choices=MODELS)
 
     # Issue 15, several objectives and constraints (dashboards/pareto.py holds the maths):
     objectives: tuple[str, ...] = setting(("val_error",), "metrics to minimise together (NAME or NAME:max; any "
@@ -281,6 +287,8 @@ class SearchSettings:
         if self.adaptive_budgets == "on" and self.scheduler != "bohb":
             raise UsageError(f"--adaptive-budgets on needs --preset bohb (the asynchronous BOHB); "
                              f"--preset {self.scheduler} cannot drop rungs")
+        if self.model != "kde" and self.scheduler != "bohb":
+            raise UsageError(f"--model {self.model} needs --preset bohb; --preset {self.scheduler} has its own model")
         from .objectives import check_objectives
 
         check_objectives(self)
