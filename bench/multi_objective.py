@@ -18,8 +18,10 @@ the second variant), driven here without Ray by a one-worker event loop:
 the same objects ``run_search`` builds, minus Ray's ~1 s of overhead per evaluation on this
 machine) continues promoted configurations, paying ``b_k - b_{k-1}`` per rung. Optuna prunes no
 multi-objective study, so NSGA-II, TPE and the GP sampler each pay 1 per configuration, at the
-max budget. ``jointsearch bohb (val_error only)`` is the single-objective preset on the same
-loop, an ablation. Random search pays 1 per configuration.
+max budget. ``jointsearch bohb --model gp`` is the same loop with search/gp.py's Gaussian process
+proposing (ParEGO scalarisations); ``adaptive budgets`` turns on issue 14's rung dropping, as the
+CLI's ``bohb`` does by default. ``jointsearch bohb (val_error only)`` is the single-objective
+preset on the same loop, an ablation. Random search pays 1 per configuration.
 
 **Score.** The hypervolume of the *exact* objectives of every configuration evaluated at the
 max budget, against the reference point (1.1, 3.3) (10 % beyond the largest n_params and
@@ -98,21 +100,22 @@ class _Controller:
 
 
 def run_jointsearch(seed: int, total: float, multi_objective: bool = True, mo_loss: str | None = None,
-                    model: str = "kde") -> dict:
+                    model: str = "kde", adaptive: bool = False) -> dict:
     """The production scheduler and searcher on one worker, as Tune would drive them: a free slot
     goes to a promotable paused configuration, else to a new one from the searcher."""
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
 
     from jointsearch.dashboards.pareto import parse_objectives
+    from jointsearch.search.adaptive_budgets import AdaptiveBudgets
     from jointsearch.search.ray_async import AsyncSuccessiveHalving, KDESearcher
 
     objectives = parse_objectives(["val_error", "n_params"]) if multi_objective else ()
     rng = np.random.default_rng(10_000 + seed)
     scheduler = AsyncSuccessiveHalving(n_rungs=len(RUNGS), eta=3, num_samples=10**9, slots=lambda: 1,
-                                       objectives=objectives)
+                                       objectives=objectives, adaptive=AdaptiveBudgets(RUNGS) if adaptive else None)
     searcher = KDESearcher(_space(seed), rung_budgets=RUNGS, seed=seed, gate=scheduler.wants_new_trial,
-                           objectives=objectives, mo_loss=mo_loss, model=model)
+                           untrusted=scheduler.dropped_budgets, objectives=objectives, mo_loss=mo_loss, model=model)
     controller = _Controller()
     limit, spent, finals, n, evaluations = total * RUNGS[-1], 0.0, [], 0, 0
     started = time.perf_counter()
@@ -189,6 +192,8 @@ CONTENDERS = {
     "jointsearch bohb (MO-ASHA + ParEGO KDE)": lambda seed, total: run_jointsearch(seed, total, True, "parego"),
     "jointsearch bohb --model gp (MO-ASHA + ParEGO GP)": lambda seed, total: run_jointsearch(seed, total, True,
                                                                                              model="gp"),
+    "jointsearch bohb, adaptive budgets (the CLI's default; Pareto-rank KDE)":
+        lambda seed, total: run_jointsearch(seed, total, True, adaptive=True),
     "jointsearch bohb (val_error only)": lambda seed, total: run_jointsearch(seed, total, False),
     "optuna NSGA-II": lambda seed, total: run_optuna("nsga2", seed, total),
     "optuna TPE (multi-objective)": lambda seed, total: run_optuna("tpe", seed, total),
