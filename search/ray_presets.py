@@ -95,8 +95,9 @@ def build_bohb_sync(settings, space):
     from .ray_hyperband import HyperBandForBOHBProcessed
 
     searcher = TaggedTuneBOHB(space=space, seed=settings.seed, max_concurrent=settings.max_concurrent, **COMMON)
-    scheduler = HyperBandForBOHBProcessed(time_attr=PROGRESS_KEY, max_t=max_units(settings.min_budget, settings.max_budget),
-                                 reduction_factor=settings.eta, **COMMON)
+    scheduler = HyperBandForBOHBProcessed(time_attr=PROGRESS_KEY,
+                                          max_t=max_units(settings.min_budget, settings.max_budget),
+                                          reduction_factor=settings.eta, **COMMON)
     return searcher, scheduler
 
 

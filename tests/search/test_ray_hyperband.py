@@ -10,7 +10,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.timeout(240)  # Ray's own HyperBandScheduler waits here for ever: this fails by timing out
-def test_a_failure_at_a_brackets_last_milestone_ends_the_bracket_instead_of_waiting_for_ever(make_settings, ray_runtime):
+def test_a_failure_at_a_brackets_last_milestone_ends_the_bracket_instead_of_waiting_for_ever(make_settings,
+                                                                                              ray_runtime):
     # Seed 2 draws 6 configurations: 3 in the bracket that runs them to budget 9, then 3 in the
     # one that halves them at 3 and keeps 2 for 9. In each, one configuration fails at 9 (every
     # 2nd by hash), 4 s late, so that the others are already paused at 9, waiting for it.
