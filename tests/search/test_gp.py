@@ -1,5 +1,6 @@
 """search/gp.py: the Gaussian process, and the proposer behind ``--model gp``."""
 
+import functools
 import math
 
 import ConfigSpace as CS
@@ -45,7 +46,7 @@ class TestGPProposer:
             return float(np.mean([config[f"x{i}"] for i in range(4)]))
 
         best = {}
-        for kind, make in (("gp", GPProposer), ("kde", KDEProposer), ("random", None)):
+        for kind, make in (("gp", functools.partial(GPProposer, n_candidates=500)), ("kde", KDEProposer), ("random", None)):
             proposer, space, found = make and make(_unit_space(4), seed=3), _unit_space(4, seed=3), []
             for _ in range(30):
                 config = proposer.propose().config if proposer else dict(space.sample_configuration())
@@ -63,7 +64,7 @@ class TestGPProposer:
         lr = CS.UniformFloatHyperparameter("lr", 1e-4, 1.0, log=True)
         space.add([optimiser, momentum, layers, lr])
         space.add(CS.EqualsCondition(momentum, optimiser, "sgd"))
-        proposer = GPProposer(space, seed=0)
+        proposer = GPProposer(space, seed=0, n_candidates=500)
         kinds = []
         for i in range(30):
             proposal = proposer.propose()
