@@ -84,18 +84,20 @@ class GaussianProcess:
         self._alpha = cho_solve(self._factor, ys)
         return self
 
+    def _posterior(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation at Z in the standardised units of the fit."""
+        k = self.signal * matern52(np.atleast_2d(Z), self.X, self.lengthscales)
+        var = np.maximum(self.signal - np.sum(k * cho_solve(self._factor, k.T).T, axis=1), 1e-12)
+        return k @ self._alpha, np.sqrt(var)
+
     def predict(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation of the latent function at Z, in the losses' units."""
-        k = self.signal * matern52(np.atleast_2d(Z), self.X, self.lengthscales)
-        mean = k @ self._alpha
-        var = np.maximum(self.signal - np.sum(k * cho_solve(self._factor, k.T).T, axis=1), 1e-12)
-        return self.mean + self.scale * mean, self.scale * np.sqrt(var)
+        mean, sd = self._posterior(Z)
+        return self.mean + self.scale * mean, self.scale * sd
 
     def expected_improvement(self, Z: np.ndarray) -> np.ndarray:
         """EI below the best observed loss (standardised units: only the argmax matters)."""
-        k = self.signal * matern52(np.atleast_2d(Z), self.X, self.lengthscales)
-        mean = k @ self._alpha
-        sd = np.sqrt(np.maximum(self.signal - np.sum(k * cho_solve(self._factor, k.T).T, axis=1), 1e-12))
+        mean, sd = self._posterior(Z)
         z = (self.y.min() - mean) / sd
         return sd * (z * norm.cdf(z) + norm.pdf(z))
 
