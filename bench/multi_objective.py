@@ -19,7 +19,9 @@ the same objects ``run_search`` builds, minus Ray's ~1 s of overhead per evaluat
 machine) continues promoted configurations, paying ``b_k - b_{k-1}`` per rung. Optuna prunes no
 multi-objective study, so NSGA-II, TPE and the GP sampler each pay 1 per configuration, at the
 max budget. ``jointsearch bohb --model gp`` is the same loop with search/gp.py's Gaussian process
-proposing (ParEGO scalarisations); ``adaptive budgets`` turns on issue 14's rung dropping, as the
+proposing (EHVI over one GP per objective, the default with two objectives, or ParEGO
+scalarisations); ``--min-budget 9`` is that search with one budget, the max (no successive
+halving: every configuration is evaluated once, at full budget, as Optuna's are); ``adaptive budgets`` turns on issue 14's rung dropping, as the
 CLI's ``bohb`` does by default. ``jointsearch bohb (val_error only)`` is the single-objective
 preset on the same loop, an ablation. Random search pays 1 per configuration.
 
@@ -100,7 +102,7 @@ class _Controller:
 
 
 def run_jointsearch(seed: int, total: float, multi_objective: bool = True, mo_loss: str | None = None,
-                    model: str = "kde", adaptive: bool = False) -> dict:
+                    model: str = "kde", adaptive: bool = False, rungs: tuple[float, ...] = RUNGS) -> dict:
     """The production scheduler and searcher on one worker, as Tune would drive them: a free slot
     goes to a promotable paused configuration, else to a new one from the searcher."""
     from ray.tune.experiment import Trial
@@ -112,12 +114,12 @@ def run_jointsearch(seed: int, total: float, multi_objective: bool = True, mo_lo
 
     objectives = parse_objectives(["val_error", "n_params"]) if multi_objective else ()
     rng = np.random.default_rng(10_000 + seed)
-    scheduler = AsyncSuccessiveHalving(n_rungs=len(RUNGS), eta=3, num_samples=10**9, slots=lambda: 1,
-                                       objectives=objectives, adaptive=AdaptiveBudgets(RUNGS) if adaptive else None)
-    searcher = KDESearcher(_space(seed), rung_budgets=RUNGS, seed=seed, gate=scheduler.wants_new_trial,
+    scheduler = AsyncSuccessiveHalving(n_rungs=len(rungs), eta=3, num_samples=10**9, slots=lambda: 1,
+                                       objectives=objectives, adaptive=AdaptiveBudgets(rungs) if adaptive else None)
+    searcher = KDESearcher(_space(seed), rung_budgets=rungs, seed=seed, gate=scheduler.wants_new_trial,
                            untrusted=scheduler.dropped_budgets, objectives=objectives, mo_loss=mo_loss, model=model)
     controller = _Controller()
-    limit, spent, finals, n, evaluations = total * RUNGS[-1], 0.0, [], 0, 0
+    limit, spent, finals, n, evaluations = total * rungs[-1], 0.0, [], 0, 0
     started = time.perf_counter()
     while True:
         trial = scheduler.choose_trial_to_run(controller)
@@ -134,18 +136,18 @@ def run_jointsearch(seed: int, total: float, multi_objective: bool = True, mo_lo
         exhausted = False
         while True:
             rung = scheduler.at_rung.get(trial.trial_id, -1) + 1
-            cost = RUNGS[rung] - (RUNGS[rung - 1] if rung else 0.0)
+            cost = rungs[rung] - (rungs[rung - 1] if rung else 0.0)
             if spent + cost > limit + 1e-9:
                 exhausted = True
                 break
             spent += cost
             evaluations += 1
             x = _vector(trial.config)
-            f1, f2 = observed(x, RUNGS[rung], rng)
-            result = {"rung": rung, "budget": RUNGS[rung], "val_error": f2, "n_params": f1, "status": "ok"}
+            f1, f2 = observed(x, rungs[rung], rng)
+            result = {"rung": rung, "budget": rungs[rung], "val_error": f2, "n_params": f1, "status": "ok"}
             decision = scheduler.on_trial_result(controller, trial, result)
             searcher.on_trial_result(trial.trial_id, result)
-            if rung == len(RUNGS) - 1:
+            if rung == len(rungs) - 1:
                 finals.append(exact(x))
                 trial.status = Trial.TERMINATED
                 break
@@ -192,6 +194,12 @@ CONTENDERS = {
     "jointsearch bohb (MO-ASHA + ParEGO KDE)": lambda seed, total: run_jointsearch(seed, total, True, "parego"),
     "jointsearch bohb --model gp (MO-ASHA + ParEGO GP)": lambda seed, total: run_jointsearch(seed, total, True,
                                                                                              model="gp"),
+    "jointsearch bohb --model gp (MO-ASHA + EHVI GP)": lambda seed, total: run_jointsearch(seed, total, True, "ehvi",
+                                                                                           model="gp"),
+    "jointsearch bohb --model gp --min-budget 9 (one budget, EHVI GP)":
+        lambda seed, total: run_jointsearch(seed, total, True, "ehvi", model="gp", rungs=RUNGS[-1:]),
+    "jointsearch bohb --model gp --min-budget 9 (one budget, ParEGO GP)":
+        lambda seed, total: run_jointsearch(seed, total, True, "parego", model="gp", rungs=RUNGS[-1:]),
     "jointsearch bohb, adaptive budgets (the CLI's default; Pareto-rank KDE)":
         lambda seed, total: run_jointsearch(seed, total, True, adaptive=True),
     "jointsearch bohb (val_error only)": lambda seed, total: run_jointsearch(seed, total, False),

@@ -16,8 +16,14 @@ lengthscales near 0.5 of the unit cube, little noise) with L-BFGS-B; expected im
 maximised over random and local candidates and refined with L-BFGS-B inside [0, 1]. Category and
 ordinal indices are scaled to [0, 1] for the kernel and rounded back; inactive (conditional)
 values are imputed as the KDE does. Failed evaluations (+inf) become the worst finite loss.
-Several objectives: ParEGO (Knowles 2006), a fresh random augmented Chebyshev scalarisation per
-proposal, the classic pairing with a GP (KDESearcher does the scalarising).
+Two objectives: one GP per objective (each scaled to [0, 1] over the observations) and the exact
+expected hypervolume improvement over the observed front (:func:`expected_hypervolume_improvement`,
+closed form, so no Monte Carlo noise in the acquisition and its optimiser). It replaced ParEGO as
+the two-objective default: at one budget on bench/multi_objective.py, 0.994 of the true front's
+hypervolume after 50 evaluations against ParEGO's 0.975 and Optuna's GP sampler's 0.990. Three or
+more objectives: ParEGO (Knowles 2006), a fresh random augmented Chebyshev scalarisation per
+proposal (KDESearcher does the scalarising); exact EHVI in 3-D and above needs box
+decompositions that are not worth their code here yet.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from scipy.stats import norm
 
 from .kde import KDEProposer, Proposal
 
-__all__ = ["GaussianProcess", "GPProposer"]
+__all__ = ["GaussianProcess", "GPProposer", "expected_hypervolume_improvement"]
 
 _LOG_LS0 = math.log(0.5)  # prior centre of the log lengthscales (unit cube)
 _LOG_NOISE0 = -6.0  # prior centre of the log noise variance (standardised losses)
@@ -102,6 +108,36 @@ class GaussianProcess:
         return sd * (z * norm.cdf(z) + norm.pdf(z))
 
 
+def _partial_expectation(t: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """E[max(0, t - Y)] for Y ~ N(mean, sd^2); 0 where t is -inf."""
+    with np.errstate(invalid="ignore"):
+        z = (t - mean) / sd
+        out = (t - mean) * norm.cdf(z) + sd * norm.pdf(z)
+    return np.where(np.isneginf(t), 0.0, out)
+
+
+def expected_hypervolume_improvement(mean: np.ndarray, sd: np.ndarray, front: np.ndarray,
+                                     ref: np.ndarray) -> np.ndarray:
+    """Exact EHVI of points whose two objectives (minimised) are independent Gaussians.
+
+    The region ``front`` does not dominate inside the box below ``ref`` is a staircase of
+    disjoint cells ``[l_i, u_i) x (-inf, h_i)``; a point z gains ``(u_i - max(z1, l_i))^+ (h_i -
+    z2)^+`` in cell i, and by independence its expectation is a product of two one-dimensional
+    partial expectations, ``(g(u_i) - g(l_i)) g(h_i)`` with ``g(t) = E[(t - Y)^+]`` (Emmerich et
+    al. 2011's closed form, written with cells). Mean and sd are (n, 2); front is (k, 2).
+    """
+    front = np.asarray(front, dtype=float).reshape(-1, 2)
+    front = front[np.all(front < ref, axis=1)]
+    front = front[np.argsort(front[:, 0], kind="stable")]
+    lower = np.r_[-np.inf, front[:, 0]]
+    upper = np.r_[front[:, 0], ref[0]]
+    height = np.r_[ref[1], front[:, 1]]
+    m1, s1 = mean[:, :1], sd[:, :1]
+    m2, s2 = mean[:, 1:2], sd[:, 1:2]
+    width = _partial_expectation(upper[None, :], m1, s1) - _partial_expectation(lower[None, :], m1, s1)
+    return np.sum(width * _partial_expectation(height[None, :], m2, s2), axis=1)
+
+
 class GPProposer(KDEProposer):
     """:class:`~jointsearch.search.kde.KDEProposer`'s observations and budgets, a GP's proposals.
 
@@ -117,25 +153,57 @@ class GPProposer(KDEProposer):
         self.max_points = max_points  # the fit is cubic in the points: the best half and a random half
         self._scale = np.where(self.kinds == "c", 1.0, np.maximum(self.n_levels - 1, 1)).astype(float)
         self.gp = GaussianProcess(self.rng)
+        self.gps: list[GaussianProcess] = []  # one per objective (EHVI)
+        # budget -> objective vectors (minimised), in the order of the observations; set by
+        # KDESearcher when it proposes by EHVI (two objectives), else None: losses only.
+        self.objective_vectors: dict[float, list] | None = None
 
     def _can_fit(self, n: int) -> bool:
         return n >= len(self.names) + 2
 
     def _data(self, budget: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """The model's inputs (unit cube) and targets at ``budget``: the losses, or with two
+        objectives (:attr:`objective_vectors`) the (n, 2) matrix. Failures count as the worst."""
         X = np.array(self._vectors[budget], dtype=float)
-        y = np.array(self._losses[budget], dtype=float)
-        finite = np.isfinite(y)
+        vectors = self.objective_vectors.get(budget) if self.objective_vectors else None
+        Y = np.array(vectors if vectors is not None else self._losses[budget], dtype=float).reshape(len(X), -1)
+        finite = np.all(np.isfinite(Y), axis=1)
         if finite.sum() < 2:
             return None
-        worst = y[finite].max()
-        y = np.where(finite, y, worst + 0.1 * (worst - y[finite].min() or 1.0))  # failures: the worst
-        if len(y) > self.max_points:
-            order = np.argsort(y, kind="stable")
+        lo, hi = Y[finite].min(0), Y[finite].max(0)
+        Y = np.where(finite[:, None], Y, hi + 0.1 * np.where(hi > lo, hi - lo, 1.0))  # failures: the worst
+        if len(Y) > self.max_points:
+            from jointsearch.dashboards.pareto import promotion_order
+
+            order = promotion_order(Y) if Y.shape[1] > 1 else np.argsort(Y[:, 0], kind="stable")
             half = self.max_points // 2
             rest = self.rng.choice(order[half:], size=self.max_points - half, replace=False)
             keep = np.r_[order[:half], rest]
-            X, y = X[keep], y[keep]
-        return self._impute(X) / self._scale, y
+            X, Y = X[keep], Y[keep]
+        return self._impute(X) / self._scale, Y
+
+    def _acquisition(self, X: np.ndarray, Y: np.ndarray):
+        """(acquisition function, incumbents to search around): EI on one loss, EHVI on two."""
+        if Y.shape[1] == 1:
+            gp = self.gp.fit(X, Y[:, 0])
+            return gp.expected_improvement, X[np.argsort(Y[:, 0], kind="stable")[:5]]
+        from jointsearch.dashboards.pareto import nondominated_ranks
+
+        lo, hi = Y.min(0), Y.max(0)
+        U = (Y - lo) / np.where(hi > lo, hi - lo, 1.0)  # each objective on [0, 1]: EHVI is scale-free
+        while len(self.gps) < U.shape[1]:
+            self.gps.append(GaussianProcess(self.rng))
+        gps = [gp.fit(X, U[:, j]) for j, gp in enumerate(self.gps[:2])]
+        on_front = nondominated_ranks(U) == 0
+        front, ref = U[on_front], np.full(2, 1.1)
+
+        def ehvi(Z: np.ndarray) -> np.ndarray:
+            moments = [gp.predict(Z) for gp in gps]
+            mean = np.stack([m for m, _ in moments], axis=1)
+            sd = np.stack([s for _, s in moments], axis=1)
+            return expected_hypervolume_improvement(mean, sd, front, ref)
+
+        return ehvi, X[on_front]
 
     def propose(self) -> Proposal:
         budget = self.model_budget()
@@ -144,17 +212,16 @@ class GPProposer(KDEProposer):
         data = self._data(budget)
         if data is None:
             return self._random()
-        X, y = data
-        gp = self.gp.fit(X, y)
+        X, Y = data
+        acquisition, incumbents = self._acquisition(X, Y)
         d = X.shape[1]
-        top = X[np.argsort(y, kind="stable")[:5]]
-        local = top[self.rng.integers(0, len(top), self.n_candidates // 2)]
+        local = incumbents[self.rng.integers(0, len(incumbents), self.n_candidates // 2)]
         local = np.clip(local + self.rng.normal(0.0, 0.05, local.shape), 0.0, 1.0)
         candidates = np.vstack([self.rng.random((self.n_candidates // 2, d)), local])
-        ei = gp.expected_improvement(candidates)
+        ei = acquisition(candidates)
         best, best_ei = candidates[int(np.argmax(ei))], float(ei.max())
         for start in candidates[np.argsort(-ei)[:3]]:
-            r = minimize(lambda z: -gp.expected_improvement(z)[0], start, method="L-BFGS-B", bounds=[(0.0, 1.0)] * d)
+            r = minimize(lambda z: -acquisition(z[None, :])[0], start, method="L-BFGS-B", bounds=[(0.0, 1.0)] * d)
             if -r.fun > best_ei:
                 best, best_ei = r.x, -float(r.fun)
         vector = np.clip(best, 0.0, 1.0) * self._scale

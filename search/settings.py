@@ -129,8 +129,9 @@ class SearchSettings:
                                             "the only preset that can", choices=ADAPTIVE_BUDGETS)
 
     model: str = setting("kde", "what proposes configurations in the bohb preset: kde (BOHB's kernel densities) or "
-                                "gp (a Gaussian process with expected improvement; ParEGO with several "
-                                "objectives: slower per proposal, stronger on smooth continuous spaces)",
+                                "gp (a Gaussian process with expected improvement; expected hypervolume "
+                                "improvement with two objectives, ParEGO with more: slower per proposal, "
+                                "stronger on smooth continuous spaces)",
                          choices=MODELS)
 
     # Issue 15, several objectives and constraints (dashboards/pareto.py holds the maths):
