@@ -8,7 +8,7 @@
 ``val_error = g (1 - sqrt(x0 / g))`` with ``g = 1 + 2 mean(x1..x5)``; the front is ``g = 1``,
 ``val_error = 1 - sqrt(n_params)``. Budgets 1, 3, 9 (eta 3). At a budget ``b`` the observed
 ``val_error`` is the exact one plus an offset ``(1 - s)`` (s = b / 9), a configuration-dependent
-bias ``0.4 (1 - s) sin(3 pi (x1 + x2))`` that reorders configurations at low budgets, and noise
+bias ``0.4 (1 - s) sin(3 pi (x1 + x2))`` that reorders configurations at low budgets (``--bias``), and noise
 ``N(0, 0.05 (1 - s))``; at the max budget it is exact.
 
 **Budget accounting.** Every contender gets ``--total`` max-budget equivalents. jointsearch's
@@ -45,6 +45,7 @@ DIMS = 6
 RUNGS = (1.0, 3.0, 9.0)
 REFERENCE = (1.1, 3.3)
 TRUE_HV = 3.3 - 1 / 3 + 0.1 * 3.3  # the area the front 1 - sqrt(f1) dominates within the reference box
+BIAS = 0.4  # amplitude of the low budgets' configuration-dependent bias (--bias; 0: offset and noise only)
 
 
 def exact(x: np.ndarray) -> tuple[float, float]:
@@ -57,8 +58,27 @@ def exact(x: np.ndarray) -> tuple[float, float]:
 def observed(x: np.ndarray, budget: float, rng: np.random.Generator) -> tuple[float, float]:
     f1, f2 = exact(x)
     s = budget / RUNGS[-1]
-    bias = (1 - s) * (1.0 + 0.4 * math.sin(3 * math.pi * (x[1] + x[2])))
+    bias = (1 - s) * (1.0 + BIAS * math.sin(3 * math.pi * (x[1] + x[2])))
     return f1, f2 + bias + float(rng.normal(0.0, 0.05 * (1 - s)))
+
+
+def low_budget_agreement(n: int = 200, seed: int = 0) -> dict[str, float]:
+    """Spearman's rho of ``val_error`` at budget 1 against the max budget's, over a random sample and
+    over configurations near the front (x1..x5 in [0, 0.2]) with one ``n_params`` (x0 = 0.3): how
+    far the low budget misleads where the search ends up (``--diagnose``)."""
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, scale, x0 in (("random sample", 1.0, None), ("near the front", 0.2, None),
+                            ("near the front, equal n_params", 0.2, 0.3)):
+        X = rng.random((n, DIMS))
+        X[:, 1:] *= scale
+        if x0 is not None:
+            X[:, 0] = x0
+        low = [observed(x, RUNGS[0], rng)[1] for x in X]
+        out[name] = float(spearmanr(low, [exact(x)[1] for x in X])[0])
+    return out
 
 
 def hv_ratio(points: list[tuple[float, float]]) -> float:
@@ -211,13 +231,24 @@ CONTENDERS = {
 
 
 def main(argv=None) -> int:
+    global BIAS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 seeds, 30 max-budget equivalents")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--total", type=float, default=None, help="max-budget equivalents per run")
     parser.add_argument("--only", default=None, help="comma-separated substrings of contender names")
     parser.add_argument("--out", default="multi_objective", help="bench/results/OUT.json")
+    parser.add_argument("--bias", type=float, default=BIAS,
+                        help="amplitude of the low budgets' configuration-dependent bias (0: low budgets rank as "
+                             "the max budget does, up to noise)")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="print the rank agreement of the low budget with the max budget, and exit")
     args = parser.parse_args(argv)
+    BIAS = args.bias
+    if args.diagnose:
+        for name, rho in low_budget_agreement().items():
+            print(f"Spearman rho of val_error, budget {RUNGS[0]:g} against {RUNGS[-1]:g}, {name}: {rho:.2f}")
+        return 0
     logging.getLogger("optuna").setLevel(logging.WARNING)
     seeds = args.seeds or (3 if args.quick else 10)
     total = args.total or (30.0 if args.quick else 50.0)
@@ -246,6 +277,7 @@ def main(argv=None) -> int:
     print(f"\nhypervolume / true front's, after {total:g} max-budget equivalents, {seeds} seeds")
     print(table(["contender", "median", "IQR", "mean", "configs at max", "evaluations", "ours >= it"], rows))
     write_json("multi_objective", {"mode": "quick" if args.quick else "full", "seeds": seeds, "total": total,
+                                   "bias": BIAS,
                                    "reference": REFERENCE, "true_hv": TRUE_HV, "results": summary}, name=args.out)
     return 0
 
