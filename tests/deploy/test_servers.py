@@ -319,22 +319,27 @@ class TestRayCluster:
         assert cluster.leftover_processes() == []
         assert not _port_open(cluster.port)
 
-    def test_token_is_required(self, make_ray_cluster, native_env):
+    def test_token_is_required(self, make_ray_cluster, native_env, tmp_path):
         """Token auth (compose keeps it on): the compose healthcheck command passes with the
-        cluster's token and fails without it or with a wrong one."""
+        cluster's token and fails without it or with a wrong one.
+
+        HOME is an empty folder for every call: with no token in the environment Ray falls back
+        to ~/.ray/auth_token, so a developer's own token file would otherwise decide the result
+        (with one, an empty RAY_AUTH_TOKEN is a wrong token; without, Ray refuses to connect)."""
         cluster = make_ray_cluster(num_cpus=1)
         check = ["ray", "health-check", "--address", cluster.address]
 
         def health(**env):
-            return subprocess.run(check, env=native_env(env), capture_output=True, text=True,
-                                  timeout=60)
+            return subprocess.run(check, env=native_env({**env, "HOME": str(tmp_path)}),
+                                  capture_output=True, text=True, timeout=60)
 
         assert health(**cluster.env).returncode == 0
-        for env in ({**cluster.env, "RAY_AUTH_TOKEN": "0" * 64},
-                    {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": ""}):
+        for env, refusal in (({**cluster.env, "RAY_AUTH_TOKEN": "0" * 64}, "AuthenticationError"),
+                             ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": ""},
+                              "couldn't find an authentication token")):
             refused = health(**env)
             assert refused.returncode != 0
-            assert "AuthenticationError" in refused.stdout + refused.stderr
+            assert refusal in refused.stdout + refused.stderr
 
     def test_stop_spares_other_ray_clusters(self, make_ray_cluster):
         """Stopping one cluster leaves another one on the same machine running."""
